@@ -1,0 +1,66 @@
+"""`mimicbot fetch` and `mimicbot accounts`."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from . import app, err, friendly, out, print_json, service
+
+accounts_app = typer.Typer(help="Accounts whose posts are stored.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+
+ROWS = (("Tweets downloaded", "downloaded"), ("Retweets", "retweets"), ("Short tweets", "short"), ("Tweets kept", "kept"))
+
+
+def stats_table(reports: list[dict]) -> Table:
+    """The model card's table: one column per account."""
+    table = Table("Data", *[r["display_name"] or r["handle"] for r in reports])
+    for label, key in ROWS:
+        table.add_row(label, *[f"{r[key]:,}" for r in reports])
+    return table
+
+
+@app.command()
+@friendly
+def fetch(
+    sources: list[str] = typer.Argument(..., help="@handle or handle (X API), an X archive (.zip, folder, tweets.js), "
+                                        "a .txt or .jsonl file, bsky:HANDLE, mastodon:@user@instance"),
+    handle: str = typer.Option(None, "--handle", help="whose posts a .txt/.jsonl file (or an archive without account.js) holds"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON list instead of the table"),
+) -> None:
+    """Collect and clean posts into the database; prints the model card's data table."""
+    bot = service()
+    try:
+        reports = [r.as_dict() for r in bot.fetch_blocking(sources, handle)]
+    finally:
+        bot.close()
+    if as_json:
+        print_json([{k: r[k] for k in ("handle", "display_name", "source", "downloaded", "retweets", "short",
+                                        "kept", "chars", "new")} for r in reports])
+        return
+    out.print(stats_table(reports))
+    for r in reports:
+        out.print(f"@{r['handle']}: {r['new']:,} new, {r['chars']:,} characters kept", highlight=False)
+        if r["warning"]:
+            err.print(f"[yellow]warning:[/yellow] @{r['handle']}: {r['warning']}", highlight=False)
+
+
+@accounts_app.command("list")
+@friendly
+def accounts_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every stored account with its post counts."""
+    bot = service()
+    try:
+        rows = bot.accounts()
+    finally:
+        bot.close()
+    if as_json:
+        print_json([{k: r[k] for k in ("network", "handle", "display_name", "downloaded", "retweets", "short",
+                                        "kept", "since_id", "updated_at")} for r in rows])
+        return
+    table = Table("network", "handle", "name", "downloaded", "retweets", "short", "kept", "updated")
+    for r in rows:
+        table.add_row(r["network"], "@" + r["handle"], r["display_name"] or "", f"{r['downloaded']:,}",
+                      f"{r['retweets']:,}", f"{r['short']:,}", f"{r['kept']:,}", r["updated_at"] or "")
+    out.print(table)
