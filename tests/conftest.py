@@ -6,6 +6,8 @@ import pytest
 
 from bot.config import Settings
 
+pytest_plugins = ["tests.fakes.x_server"]
+
 
 @pytest.fixture
 def settings(tmp_path, monkeypatch) -> Settings:

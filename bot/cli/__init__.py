@@ -7,7 +7,6 @@ Errors a person can fix (MimicbotError) print one line on stderr and exit with c
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -25,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def print_json(data) -> None:
@@ -53,8 +52,11 @@ def service():
 
 
 @app.callback()
+@friendly
 def _root(log_level: str = typer.Option("WARNING", "--log-level", help="DEBUG, INFO, WARNING or ERROR")) -> None:
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ..ops import setup_logging  # stderr + rotating JSON lines in <data dir>/logs, secrets redacted
+
+    setup_logging(log_level)
 
 
 def _register() -> None:

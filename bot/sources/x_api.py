@@ -152,6 +152,7 @@ def x_client(
         credentials = {arg: _required_secret(settings, *names) for arg, names in _USER_SECRETS.items()}
     else:
         credentials = {"bearer_token": _required_secret(settings, "twitter_bearer_token", "TWITTER_BEARER_TOKEN")}
+    _REDACT.secrets.update(credentials.values())
     cls = RebasedAsyncClient if asynchronous else RebasedClient
     return cls(**credentials, api_base=base, timeout=timeout, wait_on_rate_limit=wait_on_rate_limit)
 
@@ -163,21 +164,35 @@ def _required_secret(settings: Settings, name: str, env: str) -> str:
     return value
 
 
-class _RedactAuthorization(logging.Filter):
-    """tweepy logs request headers at DEBUG, Authorization included; hide the credential."""
+class _RedactSecrets(logging.Filter):
+    """tweepy, requests-oauthlib and oauthlib log each request at DEBUG, credentials included.
 
-    _CREDENTIAL = re.compile(r"(Bearer |OAuth )[^'\"\n]+")
+    Every credential handed to a client is registered here and replaced in their log records.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = self._CREDENTIAL.sub(r"\1[redacted]", record.msg)
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
         return True
 
 
-for _name in ("tweepy.client", "tweepy.asynchronous.client"):
-    _logger = logging.getLogger(_name)
-    if not any(isinstance(f, _RedactAuthorization) for f in _logger.filters):
-        _logger.addFilter(_RedactAuthorization())
+_REDACT = _RedactSecrets()
+_CHATTY_LOGGERS = (
+    "tweepy.client", "tweepy.asynchronous.client", "requests_oauthlib.oauth1_auth", "oauthlib.oauth1.rfc5849",
+)
+for _name in _CHATTY_LOGGERS:
+    logging.getLogger(_name).addFilter(_REDACT)
 
 
 # -- The timeline source -------------------------------------------------------------------------------
@@ -189,6 +204,7 @@ Sleep = Callable[[float], Awaitable[Any]]
 class XApiSource:
     """An X account's recent posts (at most 3,200) read with the app's bearer token."""
 
+    network = "x"
     max_rate_limit_waits = 5  # consecutive 429s before giving up
     rate_limit_margin = 1.0  # seconds past x-rate-limit-reset before retrying
     rate_limit_fallback = 60.0  # seconds to wait when a 429 carries no reset time
@@ -203,6 +219,7 @@ class XApiSource:
         self._sleep = sleep
 
     async def fetch(self, since_id: str | None = None) -> FetchResult:
+        since_id = since_id if since_id and since_id.isdigit() else None  # X ids are numbers; others mean "all"
         async with x_client(self.settings, user_auth=False, asynchronous=True, timeout=self.timeout) as client:
             account = await self._account(client)
             posts = await self._timeline(client, account, since_id)
@@ -280,11 +297,12 @@ class XApiSource:
             return ProtectedAccount(f"{self.label} is protected on X: only approved followers can read its posts")
         if kind.endswith("/resource-not-found"):
             return UnknownAccount(f"no X account named {self.label}")
-        return SourceError(f"X could not return {self.label}: {error.get('detail') or error.get('title') or 'no detail'}")
+        reason = error.get("detail") or error.get("title") or "no detail"
+        return SourceError(f"X could not return {self.label}: {reason}")
 
     def _http_error(self, e: tweepy.HTTPException) -> SourceError:
         status = getattr(e.response, "status", None) or getattr(e.response, "status_code", "?")
-        detail = _scrub("; ".join(map(str, e.api_messages)) or "no detail", self.settings)
+        detail = _REDACT.redact("; ".join(map(str, e.api_messages)) or "no detail")  # in case a server echoes one
         if isinstance(e, (tweepy.Unauthorized, tweepy.Forbidden)):
             return AuthError(f"X refused the bearer token (HTTP {status}: {detail}); check TWITTER_BEARER_TOKEN")
         if isinstance(e, tweepy.NotFound):
@@ -311,13 +329,5 @@ def _raw_post(tweet: tweepy.Tweet) -> RawPost:
 def _describe(e: BaseException) -> str:
     if isinstance(e, asyncio.TimeoutError):
         return "timed out"
-    return str(e) or type(e).__name__
+    return _REDACT.redact(str(e) or type(e).__name__)
 
-
-def _scrub(text: str, settings: Settings) -> str:
-    """Belt and braces: never let a credential echoed by a server reach a message."""
-    for name in ("twitter_bearer_token", *(n for n, _ in _USER_SECRETS.values())):
-        secret = settings.secret(name)
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
