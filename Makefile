@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	# CPU torch first: a bare 'torch' requirement would pull a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[test]'
+	# the optional extras too, so that their tests (Ray, W&B, hub push) run rather than skip
+	$(PIP) install --quiet -e '.[test,ray,wandb,hub]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -7,15 +7,21 @@ pool of child processes; generation serves cached models. Nothing here imports d
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import threading
 from dataclasses import asdict, dataclass
 
 from .cleaning import clean_post
 from .config import Settings, load_settings
-from .errors import MimicbotError
-from .sources import open_source
+from .errors import MimicbotError, NotEnoughData, UnknownAccount, ValidationError
+from .sources import looks_like_path, normalise_handle, open_source
 from .sources.base import FetchResult, Source
 from .store import Store, utcnow
+from .training import jobs as job_queue
+from .training.pool import TrainingPool, run_job_blocking
+from .training.spec import TrainRequest, check_hyperparameters, check_request, model_id_for
+from .training.worker import Stop
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +67,13 @@ class Mimicbot:
     async def fetch(self, specs: list[str], handle: str | None = None) -> list[FetchReport]:
         """Fetch every source, then store each one atomically. A source that fails stores nothing;
         sources are all read before anything is written, so one bad source leaves the database unchanged."""
-        sources = [self.source(s, handle) for s in specs]
         started = utcnow()
+        results = await self.read(specs, handle)
+        return [self.ingest(src.label, result, started) for src, result in results]
+
+    async def read(self, specs: list[str], handle: str | None = None) -> list[tuple[Source, FetchResult]]:
+        """Read every source, storing nothing (a known account's cursor is read from the store)."""
+        sources = [self.source(s, handle) for s in specs]
         results = []
         for src in sources:
             since = None
@@ -76,7 +87,7 @@ class Mimicbot:
                 since = existing["since_id"] if existing else None
             result = await src.fetch(since_id=since)
             results.append((src, result))
-        return [self.ingest(src.label, result, started) for src, result in results]
+        return results
 
     def ingest(self, label: str, result: FetchResult, started: str | None = None) -> FetchReport:
         """Clean and store one fetch result in one transaction; returns the account's totals."""
@@ -99,6 +110,278 @@ class Mimicbot:
 
     def accounts(self) -> list[dict]:
         return self.store.list_accounts()
+
+    # -- training ---------------------------------------------------------------------------------
+    # Jobs live in SQLite (bot/training/jobs.py); the daemon attaches a TrainingPool that runs them,
+    # `mimicbot train` runs the one it queued with `run_job`.
+
+    pool: TrainingPool | None = None
+
+    async def build_request(self, sources: list[str], **hyper) -> TrainRequest:
+        """The request for a model of up to three accounts. Each SOURCE names an account already stored
+        (used as is) or is fetched first; nothing is stored unless every account has enough text
+        (NotEnoughData otherwise). Hyperparameters left None take the recipe's defaults."""
+        specs = list(dict.fromkeys(s.strip() for s in sources if s.strip()))
+        if not specs:
+            raise ValidationError("name at least one account or source to train on")
+        if len(specs) > MAX_ACCOUNTS:
+            raise ValidationError(f"a model learns from at most {MAX_ACCOUNTS} accounts; {len(specs)} were given")
+        hyper = {"base_model": self.settings.mimicbot_base_model, **{k: v for k, v in hyper.items() if v is not None}}
+        check_hyperparameters(TrainRequest(model_id="", accounts=[], models_dir="", **hyper))  # before any fetch
+        stored = {spec: self._stored_account(spec) for spec in specs}
+        _require_enough(self.store, [a for a in stored.values() if a])
+        fetched = await self._fetch_enough([spec for spec, a in stored.items() if a is None])
+        accounts = list({a["id"]: a for a in (stored[s] or fetched[s] for s in specs)}.values())
+        req = TrainRequest(
+            model_id=model_id_for([a["handle"] for a in accounts]),
+            accounts=[job_queue.account_data(self.store, a) for a in accounts],
+            models_dir=str(self.settings.models_dir.resolve()),
+            **hyper,
+        )
+        check_request(req)
+        return req
+
+    def _stored_account(self, spec: str) -> dict | None:
+        """The stored account a SOURCE names, if it names one without being read (a handle)."""
+        if looks_like_path(spec) or spec.startswith("mastodon:"):
+            return None
+        if spec.startswith("bsky:"):
+            return self.store.get_account("bsky", normalise_handle(spec[len("bsky:"):]))
+        found = self.store.find_accounts(normalise_handle(spec))
+        return found[0] if found else None
+
+    async def _fetch_enough(self, specs: list[str]) -> dict[str, dict]:
+        """Fetch these sources and store them in one transaction, kept only if each has enough text."""
+        if not specs:
+            return {}
+        started = utcnow()
+        results = await self.read(specs)
+        with self.store.transaction():
+            reports = [self.ingest(src.label, result, started) for src, result in results]
+            _require_enough(self.store, [self.store.get_account(r.network, r.handle) for r in reports])
+        return {spec: self.store.get_account(r.network, r.handle) for spec, r in zip(specs, reports)}
+
+    def submit(self, req: TrainRequest, requested_by: str = "cli", guild_id: int | None = None,
+               status_channel_id: int | None = None) -> dict:
+        """Queue a training job; returns its row."""
+        job = job_queue.enqueue(self.store, req, requested_by, guild_id, status_channel_id)
+        if self.pool is not None:
+            self.pool.notify()
+        return job
+
+    async def train(self, sources: list[str], requested_by: str, guild_id: int | None = None,
+                    status_channel_id: int | None = None, **hyper) -> dict:
+        """Build the request and queue it (for the daemon, whose pool runs it); returns the job's row."""
+        req = await self.build_request(sources, **hyper)
+        return await asyncio.to_thread(self.submit, req, requested_by, guild_id, status_channel_id)
+
+    def run_job(self, job_id: int, on_event=None, stop: Stop | None = None) -> dict:
+        """Run a queued job in this process (or follow it if another process took it); blocks until it
+        ends and returns its final row. `stop.set("cancel")` cancels it."""
+        return run_job_blocking(self.store, self.settings, job_id, on_event, stop)
+
+    def jobs(self, states: tuple[str, ...] | None = None, limit: int = 50) -> list[dict]:
+        return job_queue.list_jobs(self.store, states, limit)
+
+    def job(self, job_id: int) -> dict:
+        """One job's row; UnknownJob for a bad id."""
+        return job_queue.get(self.store, job_id)
+
+    def cancel(self, job_id: int) -> dict:
+        """Cancel a queued job now, or ask whichever process runs it to stop it (within about a second)."""
+        return job_queue.request_cancel(self.store, job_id)
+
+    # -- models and generation ---------------------------------------------------------------------
+    # Models are directories under models_dir (bot/generation/models.py); generation serves them from one
+    # cache per process, created on first use. torch and transformers are imported only when needed.
+
+    _cache = None
+    _cache_lock = threading.Lock()
+
+    @property
+    def model_store(self):
+        from .generation.models import ModelStore
+
+        return ModelStore(self.settings.models_dir)
+
+    @property
+    def cache(self):
+        """The process's model cache (MIMICBOT_CACHE_MODELS models, MIMICBOT_CACHE_MB megabytes)."""
+        with Mimicbot._cache_lock:
+            if self._cache is None:
+                from .generation.cache import ModelCache
+
+                store = self.model_store
+                self._cache = ModelCache(self.settings.mimicbot_cache_models, self.settings.mimicbot_cache_mb,
+                                         loader=store.load, stamp=store.stamp)
+            return self._cache
+
+    def generate(self, model_id: str, prompt: str = "My dream is", n: int = 5, temperature: float | None = None,
+                 top_p: float | None = None, top_k: int | None = None, max_new_tokens: int | None = None,
+                 seed: int | None = None):
+        """Up to n new posts in the model's voice (a GenerationResult); copies of training posts are
+        refused and resampled. Settings left None come from the model's generation_config.json."""
+        from .generation import generate
+
+        return generate(self.cache.get(model_id), prompt, n, seed=seed, temperature=temperature, top_p=top_p,
+                        top_k=top_k, max_new_tokens=max_new_tokens)
+
+    async def agenerate(self, model_id: str, prompt: str = "My dream is", n: int = 5, **settings):
+        """`generate` in a worker thread, so the event loop keeps serving while the model samples."""
+        return await asyncio.to_thread(self.generate, model_id, prompt, n, **settings)
+
+    def models(self) -> list[dict]:
+        """Every trained model: id, display name, accounts, created_at, size_mb, perplexity_after."""
+        return self.model_store.list()
+
+    def model(self, model_id: str) -> dict:
+        """One model: its summary, training.json and the paths of its files; UnknownModel for a bad id."""
+        return self.model_store.show(model_id)
+
+    def remove_model(self, model_id: str) -> None:
+        """Delete a model from disk (atomically) and from the cache."""
+        self.model_store.remove(model_id)
+        if self._cache is not None:
+            self._cache.evict(model_id)
+
+    # -- posting --------------------------------------------------------------------------------
+    # Schedules, the outgoing ledger, guards and targets live in bot/posting (no discord import there until a
+    # Discord target is built); the daemon runs schedules and X replies with bot.posting.daemon.PostingDaemon.
+
+    @property
+    def schedules(self):
+        from .posting.schedules import Schedules
+
+        return Schedules(self.store, self.settings)
+
+    @property
+    def poster(self):
+        from .posting.poster import Poster
+
+        return Poster(self.store, self.settings, self._post_candidates, self._copy_check)
+
+    async def _post_candidates(self, model_id: str, n: int) -> list[str]:
+        return list((await self.agenerate(model_id, n=n)).texts)
+
+    def _copy_check(self, model_id: str):
+        index = self.cache.get(model_id).anticopy
+        return index.check if index is not None else None
+
+    def add_schedule(self, model_id: str, target: str, *, cron: str | None = None, every: str | None = None,
+                     timezone: str | None = None, require_approval: bool = False,
+                     approval_channel_id: int | None = None) -> dict:
+        """Store a schedule (UnknownModel, ValidationError for a bad cron, interval, zone or target)."""
+        self.model(model_id)
+        return self.schedules.add(model_id, target, cron=cron, every=every, timezone=timezone,
+                                  require_approval=require_approval, approval_channel_id=approval_channel_id)
+
+    def list_schedules(self) -> list[dict]:
+        """Every schedule, with `next_fire` (ISO, None while paused) and a readable `when`."""
+        from .posting.schedules import describe, next_fire
+
+        rows = self.schedules.list()
+        for row in rows:
+            upcoming = next_fire(row)
+            row["next_fire"] = upcoming.isoformat() if upcoming else None
+            row["when"] = describe(row)
+        return rows
+
+    def remove_schedule(self, schedule_id: int) -> dict:
+        return self.schedules.remove(schedule_id)
+
+    def pause_schedule(self, schedule_id: int) -> dict:
+        return self.schedules.pause(schedule_id)
+
+    def resume_schedule(self, schedule_id: int) -> dict:
+        return self.schedules.resume(schedule_id)
+
+    def run_schedule_now(self, schedule_id: int) -> dict:
+        """Ask the running daemon to fire the schedule once, now."""
+        return self.schedules.request_run(schedule_id)
+
+    async def post(self, model_id: str, to: str, *, dry_run: bool = False, discord_client=None):
+        """Generate, guard and send one post to `to` (`x`, `discord:CHANNEL_ID`); a PostOutcome. Discord goes
+        through `discord_client` when given (the daemon), else over REST with DISCORD_TOKEN (the CLI)."""
+        from .posting.targets import build_target
+
+        target = build_target(to, self.settings, discord_client=discord_client)
+        self.model(model_id)
+        return await self.poster.post(model_id, target, dry_run=dry_run)
+
+    def outgoing(self, status: str | None = None, limit: int = 50) -> list[dict]:
+        """The outgoing ledger, newest first (status: draft, rejected, sending, sent, failed, unknown)."""
+        from .posting.ledger import Ledger
+
+        return Ledger(self.store).list(status, limit)
+
+    def resolve_outgoing(self, entry_id: int, remote_id: str | None) -> dict:
+        """Settle an "unknown" post by hand: found on the network (its id) or not posted (None)."""
+        from .posting.ledger import Ledger
+
+        return Ledger(self.store).resolve(entry_id, remote_id)
+
+    async def approve_draft(self, entry_id: int, decided_by: str, discord_client=None):
+        """Send a draft a human approved (guards run again first); a PostOutcome."""
+        from .posting.ledger import Ledger
+        from .posting.targets import build_target
+
+        entry = Ledger(self.store).get(entry_id)
+        target = build_target(entry["target"], self.settings, discord_client=discord_client)
+        return await self.poster.approve(entry_id, target, decided_by)
+
+    def reject_draft(self, entry_id: int, decided_by: str):
+        return self.poster.reject(entry_id, decided_by)
+
+    # -- discord-facing ---------------------------------------------------------------------------
+    # Per-server settings are plain JSON values under a key; their names, types and defaults belong to
+    # the Discord face (bot/discord/guild_config.py), the core only stores them.
+
+    def guild_settings(self, guild_id: int) -> dict:
+        """Every stored setting of one server, decoded; keys never set are absent."""
+        rows = self.store.query("select key, value from guild_settings where guild_id = ?", [guild_id])
+        return {r["key"]: json.loads(r["value"]) for r in rows}
+
+    def set_guild_setting(self, guild_id: int, key: str, value) -> None:
+        """Store one setting (None removes it, so the default applies again)."""
+        with self.store.transaction() as db:
+            if value is None:
+                db.execute("delete from guild_settings where guild_id = ? and key = ?", [guild_id, key])
+            else:
+                db["guild_settings"].upsert(
+                    {"guild_id": guild_id, "key": key, "value": json.dumps(value), "updated_at": utcnow()},
+                    pk=("guild_id", "key"),
+                )
+
+    def forget(self, handle: str, dry_run: bool = False) -> dict:
+        """Delete an account's stored posts (on every network) and every model trained on them, and cancel
+        its queued or running trainings. `dry_run`: only report what would go. UnknownAccount when nothing
+        is stored under that handle."""
+        handle = normalise_handle(handle)
+        accounts = self.store.find_accounts(handle)
+        models = [m["id"] for m in self.models() if handle in (m.get("accounts") or [])]
+        active = [j for j in self.jobs(("queued", "running"), 1000)
+                  if handle in {a.get("handle") for a in (j.get("request") or {}).get("accounts", [])}]
+        if not accounts and not models:
+            raise UnknownAccount(f"nothing is stored for @{handle}")
+        report = {"handle": handle, "accounts": len(accounts), "models": models,
+                  "posts": sum(self.store.account_stats(a["id"]).downloaded for a in accounts),
+                  "cancelled_jobs": [j["id"] for j in active]}
+        if dry_run:
+            return report
+        for job in active:
+            self.cancel(job["id"])
+        for model_id in models:
+            self.remove_model(model_id)
+        for account in accounts:
+            self.store.delete_account(account["id"])
+        return report
+
+
+def _require_enough(store: Store, accounts: list[dict]) -> None:
+    """NotEnoughData, with the recipe's message, naming each account under the minimum."""
+    short = [(a["handle"], stats) for a in accounts if not (stats := store.account_stats(a["id"])).enough]
+    if short:
+        raise NotEnoughData("; ".join(f"@{handle}: {stats.warning}" for handle, stats in short))
 
 
 def _newer(old: str | None, new: str | None) -> str | None:

@@ -1,1 +1,15 @@
-"""Posting: targets (networks a post can go to), guards, the outgoing-posts ledger, schedules and replies."""
+"""Posting: targets (networks a post can go to), guards, the outgoing-posts ledger, schedules and replies.
+
+    base.py            the Target interface and the errors every target raises
+    targets.py         target names (`x`, `discord:ID`, ...) and how each is built
+    x.py               the X target (tweepy create_tweet, OAuth 1.0a) and the shared X call wrapper (429 waits)
+    discord_target.py  Discord channels: through the running client, or over REST with the bot token (CLI)
+    text.py            X's weighted length, fitting without cutting words, inert @handles
+    guards.py          the checks every post passes before it is sent
+    ledger.py          the outgoing table: intent before sending, remote id after, "unknown" never retried
+    poster.py          one post: generate → guards → ledger → send (or a draft for approval)
+    schedules.py       schedules in SQLite: validation, triggers, edits
+    runner.py          the daemon's apscheduler serving the schedules (misfire, coalescing: see its docstring)
+    replies.py         answering X mentions, with loop guards
+    daemon.py          what the daemon runs: runner + replies + the fire of a schedule
+"""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ..errors import MimicbotError
+
 
 class Target(Protocol):
     """A place a generated post can be sent.
@@ -21,3 +23,32 @@ class Target(Protocol):
     async def send(self, text: str, *, reply_to: str | None = None) -> str:
         """Publish `text` (already guarded and fitted); returns the network's id for the new post."""
         ...
+
+
+# -- What can go wrong on the way out ------------------------------------------------------------------
+# (Kept beside the interface so every target, present and future, raises the same kinds.)
+
+
+class PostRejected(MimicbotError):
+    """A guard refused the text: nothing was sent. `reasons` lists why (one line each)."""
+
+    def __init__(self, message: str, reasons: list[str] | None = None):
+        super().__init__(message)
+        self.reasons = reasons or [message]
+
+
+class TargetError(MimicbotError):
+    """The network refused the post or could not be reached: it was certainly not published."""
+
+
+class DeliveryUnknown(TargetError):
+    """The request went out but no answer came back (timeout, 5xx): the post may or may not exist.
+    The ledger marks it "unknown" and never retries it blindly."""
+
+
+class UnknownSchedule(MimicbotError):
+    """No schedule with that id."""
+
+
+class UnknownOutgoing(MimicbotError):
+    """No outgoing post (draft or ledger entry) with that id, or it is not in a state that allows the action."""

@@ -63,3 +63,116 @@ def m001_accounts_posts_fetches(db: Database) -> None:
         pk="id",
         foreign_keys=[("account_id", "accounts", "id")],
     )
+
+
+@migrations()
+def m002_jobs(db: Database) -> None:
+    """Training jobs, shared by the daemon's pool and the CLI: queued → running → succeeded | failed | cancelled."""
+    db["jobs"].create(
+        {
+            "id": int,
+            "model_id": str,
+            "state": str,
+            "request": str,  # JSON: the TrainRequest without the texts (rebuilt from the store at claim time)
+            "requested_by": str,  # "cli", "discord:<user id>", ...
+            "guild_id": int,
+            "created_at": str,
+            "started_at": str,
+            "finished_at": str,
+            "error": str,
+            # progress, as the trainer last reported it
+            "step": int,
+            "total": int,
+            "loss": float,
+            "tokens_per_s": float,
+            "eta_s": float,
+            "phase": str,
+            "progress_at": str,
+            "result": str,  # JSON: the training.json summary
+            # who runs it: the pool's process (host + pid) and its training child
+            "owner_host": str,
+            "owner_pid": int,
+            "worker_pid": int,
+            "cancel_requested": int,
+            # where a Discord face shows progress, so its edits survive a restart
+            "status_channel_id": int,
+            "status_message_id": int,
+        },
+        pk="id",
+        not_null={"model_id", "state", "request", "created_at"},
+        defaults={"cancel_requested": 0},
+    )
+    db["jobs"].create_index(["state", "id"])
+    db["jobs"].create_index(["model_id"])
+
+
+@migrations()
+def m003_posting(db: Database) -> None:
+    """Schedules (the source of truth the daemon serves), the outgoing-posts ledger, and small posting state
+    (the schedules version the daemon watches, the X mentions cursor)."""
+    db["schedules"].create(
+        {
+            "id": int,
+            "model_id": str,
+            "target": str,  # "x", "discord:<channel id>", ...
+            "kind": str,  # "cron" or "interval"
+            "spec": str,  # 5-field crontab, or the interval in seconds
+            "timezone": str,  # IANA name; cron fields are read in it
+            "require_approval": int,
+            "approval_channel_id": int,  # Discord channel for drafts (None: the MIMICBOT_APPROVAL_CHANNEL_ID)
+            "paused": int,
+            "anchor_at": str,  # ISO UTC: intervals count from here, so their fire times survive restarts
+            "last_fire_at": str,  # ISO UTC: the scheduled time of the latest fire (claimed before posting)
+            "last_status": str,
+            "last_error": str,
+            "run_requested_at": str,  # set by run-now; the daemon runs it once and clears it
+            "rev": int,  # bumped on every edit; the daemon reschedules a job whose rev changed
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null={"model_id", "target", "kind", "spec", "timezone"},
+        defaults={"require_approval": 0, "paused": 0, "rev": 1},
+    )
+    db["outgoing"].create(
+        {
+            "id": int,
+            "model_id": str,
+            "target": str,
+            "kind": str,  # "post" or "reply"
+            "text": str,  # exactly what is (or was to be) sent
+            "status": str,  # draft | rejected | sending | sent | failed | unknown
+            "remote_id": str,
+            "schedule_id": int,
+            "fire_key": str,  # unique when set: one post per schedule fire, across restarts
+            "reply_to_id": str,  # the mention answered
+            "reply_to_user_id": str,
+            "conversation_id": str,
+            "draft_channel_id": int,
+            "draft_message_id": int,
+            "decided_by": str,
+            "error": str,
+            "created_at": str,
+            "updated_at": str,
+            "sent_at": str,
+        },
+        pk="id",
+        not_null={"model_id", "target", "kind", "text", "status", "created_at"},
+    )
+    db["outgoing"].create_index(["fire_key"], unique=True)
+    db["outgoing"].create_index(["status"])
+    db["outgoing"].create_index(["target", "id"])
+    db["outgoing"].create_index(["reply_to_id"])
+    db["outgoing"].create_index(["reply_to_user_id", "created_at"])
+    db["outgoing"].create_index(["conversation_id"])
+    db["posting_state"].create({"key": str, "value": str}, pk="key")
+
+
+@migrations()
+def m004_guild_settings(db: Database) -> None:
+    """Per-server settings of the Discord face, one row a setting (value as JSON); defaults live in code."""
+    db["guild_settings"].create(
+        {"guild_id": int, "key": str, "value": str, "updated_at": str},
+        pk=("guild_id", "key"),
+        not_null={"guild_id", "key", "value"},
+    )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import NotEnoughData, ValidationError
 
 
 @dataclass
@@ -53,3 +56,33 @@ def model_id_for(handles: list[str]) -> str:
 def display_name_for(names: list[str]) -> str:
     """The recipe's display name: the accounts' names in input order joined by ' & '."""
     return " & ".join(names)
+
+
+def check_request(req: TrainRequest) -> None:
+    """Refuse, with a specific reason, a request that cannot train."""
+    if not req.model_id or Path(req.model_id).name != req.model_id or req.model_id.startswith((".", "_")):
+        raise ValidationError(f"model id {req.model_id!r} cannot be a folder name in the models directory")
+    if not req.accounts:
+        raise NotEnoughData("no accounts to train on")
+    for a in req.accounts:
+        if not [t for t in a.texts if t.strip()]:
+            raise NotEnoughData(f"@{a.handle} has no kept posts to train on")
+    check_hyperparameters(req)
+
+
+def check_hyperparameters(req: TrainRequest) -> None:
+    """The request's settings in range, or ValidationError naming the first that is not."""
+    checks = [
+        (req.epochs >= 1, f"epochs must be 1 or more (got {req.epochs})"),
+        (req.lr > 0, f"lr must be above 0 (got {req.lr})"),
+        (req.batch_size >= 1, f"batch_size must be 1 or more (got {req.batch_size})"),
+        (req.block_size is None or req.block_size >= 2, f"block_size must be 2 or more (got {req.block_size})"),
+        (0 <= req.eval_fraction < 1, f"eval_fraction must be in [0, 1) (got {req.eval_fraction})"),
+        (req.max_steps is None or req.max_steps >= 1, f"max_steps must be 1 or more (got {req.max_steps})"),
+        (req.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda (got {req.device!r})"),
+        (req.precision in ("auto", "fp32", "bf16", "fp16"),
+         f"precision must be auto, fp32, bf16 or fp16 (got {req.precision!r})"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValidationError(message)

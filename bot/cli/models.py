@@ -1,0 +1,116 @@
+"""`mimicbot models`: the trained models on disk."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from . import app, err, friendly, out, print_json, service
+
+models_app = typer.Typer(help="Trained models: list, show, remove, rewrite the card.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+@friendly
+def models_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every model with its accounts, date, size and held-out perplexity."""
+    bot = service()
+    try:
+        rows = bot.models()
+    finally:
+        bot.close()
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        err.print("no models yet: `mimicbot train HANDLE` makes one (`mimicbot demo` shows the whole way)",
+                  highlight=False)
+        return
+    table = Table("id", "name", "accounts", "created", "size", "perplexity")
+    for r in rows:
+        table.add_row(r["id"], r["display_name"], ", ".join("@" + h for h in r["accounts"]), r["created_at"] or "",
+                      f"{r['size_mb']:,.1f} MB", _num(r["perplexity_after"]))
+    out.print(table)
+
+
+@models_app.command("show")
+@friendly
+def models_show(
+    model_id: str = typer.Argument(..., metavar="ID"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """One model: how it was trained, how it scored, where its files are."""
+    bot = service()
+    try:
+        info = bot.model(model_id)
+    finally:
+        bot.close()
+    if as_json:
+        print_json(info)
+        return
+    out.print(show_table(info))
+
+
+def show_table(info: dict) -> Table:
+    record = info["training"]
+    evals = record.get("eval") or {}
+    hyper = record.get("hyperparameters") or {}
+    table = Table(show_header=False, box=None)
+    for label, value in (
+        ("model", info["id"]), ("name", info["display_name"]),
+        ("accounts", ", ".join("@" + h for h in info["accounts"])),
+        ("created", info["created_at"]), ("base model", record.get("base_model")),
+        ("steps", record.get("steps")), ("epochs", hyper.get("epochs")), ("learning rate", hyper.get("lr")),
+        ("seed", hyper.get("seed")), ("device", record.get("device")), ("precision", record.get("precision")),
+        ("train seconds", record.get("train_seconds")),
+        ("perplexity", _before_after(evals.get("perplexity_before"), evals.get("perplexity_after"))),
+        ("size", f"{info['size_mb']:,.1f} MB"), ("path", info["path"]),
+        *((name, path) for name, path in info["files"].items()),
+    ):
+        if value is not None:
+            table.add_row(label, str(value))
+    return table
+
+
+def _before_after(before, after) -> str | None:
+    if before is None and after is None:
+        return None
+    return f"{_num(before)} before training, {_num(after)} after"
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+@models_app.command("rm")
+@friendly
+def models_rm(
+    model_id: str = typer.Argument(..., metavar="ID"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+) -> None:
+    """Delete a model's directory (weights, card, pictures)."""
+    bot = service()
+    try:
+        path = bot.model(model_id)["path"]  # UnknownModel before any question
+        if not yes and not typer.confirm(f"delete model {model_id} ({path})?"):
+            err.print("kept", highlight=False)
+            raise typer.Exit(1)
+        bot.remove_model(model_id)
+    finally:
+        bot.close()
+    out.print(f"deleted model {model_id}", highlight=False)
+
+
+@models_app.command("card")
+@friendly
+def models_card(model_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Rewrite the model card (README.md) from training.json and print its path."""
+    from ..training.card import write_card
+
+    bot = service()
+    try:
+        path = bot.model(model_id)["path"]
+    finally:
+        bot.close()
+    out.print(str(write_card(path)), highlight=False, soft_wrap=True)

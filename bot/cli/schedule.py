@@ -1,0 +1,166 @@
+"""`mimicbot schedule …` (edit the schedules the daemon serves), `mimicbot post` (post once, now) and
+`mimicbot outgoing …` (the outgoing ledger: what was sent, what is unknown).
+
+The daemon notices schedule edits within MIMICBOT_SCHEDULE_POLL_SECONDS; no restart. `mimicbot post … --to
+discord:CHANNEL_ID` talks to Discord's REST API with DISCORD_TOKEN (discord.py's HTTP client, no gateway), so it
+works while the daemon runs or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from rich.table import Table
+
+from . import app, err, friendly, out, print_json, service
+
+schedule_app = typer.Typer(help="Schedules: when each model posts where.", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+outgoing_app = typer.Typer(help="The outgoing ledger: every post sent, refused or in doubt.", no_args_is_help=True)
+app.add_typer(outgoing_app, name="outgoing")
+
+SCHEDULE_COLUMNS = ("id", "model_id", "target", "when", "require_approval", "paused", "next_fire", "last_fire_at",
+                    "last_status", "last_error")
+
+
+def _call(method: str, *args, **kwargs):
+    bot = service()
+    try:
+        return getattr(bot, method)(*args, **kwargs)
+    finally:
+        bot.close()
+
+
+def _show_schedule(row: dict, verb: str) -> None:
+    out.print(f"schedule {row['id']} {verb}: {row['model_id']} → {row['target']}", highlight=False)
+
+
+@schedule_app.command("add")
+@friendly
+def schedule_add(
+    model_id: str = typer.Argument(..., metavar="MODEL"),
+    to: str = typer.Option(..., "--to", help="x or discord:CHANNEL_ID"),
+    cron: str = typer.Option(None, "--cron", help="5-field crontab, e.g. '0 9 * * mon-fri'"),
+    every: str = typer.Option(None, "--every", help="an interval, e.g. 90m, 2h, 1h30m (at least 1m)"),
+    tz: str = typer.Option(None, "--tz", help="IANA time zone for --cron (default MIMICBOT_SCHEDULE_TIMEZONE)"),
+    approval: bool = typer.Option(False, "--approval", help="drafts wait for Approve in Discord"),
+    approval_channel: int = typer.Option(None, "--approval-channel", help="Discord channel id for the drafts"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Add a schedule (exactly one of --cron and --every)."""
+    row = _call("add_schedule", model_id, to, cron=cron, every=every, timezone=tz, require_approval=approval,
+                approval_channel_id=approval_channel)
+    if as_json:
+        print_json(row)
+    else:
+        _show_schedule(row, "added")
+
+
+@schedule_app.command("list")
+@friendly
+def schedule_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every schedule with its next fire time and last result."""
+    rows = _call("list_schedules")
+    if as_json:
+        print_json([{k: r[k] for k in SCHEDULE_COLUMNS} for r in rows])
+        return
+    table = Table("id", "model", "to", "when", "approval", "state", "next", "last")
+    for r in rows:
+        last = f"{r['last_status'] or ''} {r['last_error'] or ''}".strip()
+        table.add_row(str(r["id"]), r["model_id"], r["target"], r["when"], "yes" if r["require_approval"] else "",
+                      "paused" if r["paused"] else "active", r["next_fire"] or "", last)
+    out.print(table)
+
+
+@schedule_app.command("rm")
+@friendly
+def schedule_rm(schedule_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """Delete a schedule."""
+    _show_schedule(_call("remove_schedule", schedule_id), "removed")
+
+
+@schedule_app.command("pause")
+@friendly
+def schedule_pause(schedule_id: int = typer.Argument(..., metavar="ID")) -> None:
+    _show_schedule(_call("pause_schedule", schedule_id), "paused")
+
+
+@schedule_app.command("resume")
+@friendly
+def schedule_resume(schedule_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """Resume; fire times missed while paused are not made up."""
+    _show_schedule(_call("resume_schedule", schedule_id), "resumed")
+
+
+@schedule_app.command("run-now")
+@friendly
+def schedule_run_now(schedule_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """Ask the running daemon to fire the schedule once, now."""
+    row = _call("run_schedule_now", schedule_id)
+    _show_schedule(row, "queued to run now")
+    err.print("the daemon runs it within MIMICBOT_SCHEDULE_POLL_SECONDS (if it is not running, it runs at its start)",
+              style="dim", highlight=False)
+
+
+@app.command()
+@friendly
+def post(
+    model_id: str = typer.Argument(..., metavar="MODEL"),
+    to: str = typer.Option(..., "--to", help="x or discord:CHANNEL_ID"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="generate and guard, print, send nothing"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Post once, now: generate in the model's voice, pass the guards, send, record in the ledger."""
+    from .generate import quiet_transformers
+
+    quiet_transformers()
+    bot = service()
+    try:
+        outcome = asyncio.run(bot.post(model_id, to, dry_run=dry_run))
+    finally:
+        bot.close()
+    if as_json:
+        print_json(outcome.as_dict())
+    else:
+        out.print(f"{outcome.status}: {outcome.text or ''}", highlight=False, markup=False, soft_wrap=True)
+        if outcome.remote_id:
+            out.print(f"{outcome.target} id {outcome.remote_id} (ledger entry {outcome.entry_id})", highlight=False)
+        if outcome.error:
+            err.print(f"[yellow]{outcome.status}:[/yellow] {outcome.error}", highlight=False)
+    if outcome.status in ("rejected", "failed", "unknown"):
+        raise typer.Exit(1)
+
+
+@outgoing_app.command("list")
+@friendly
+def outgoing_list(
+    status: str = typer.Option(None, "--status", help="draft, rejected, sending, sent, failed or unknown"),
+    limit: int = typer.Option(50, "--limit"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The latest outgoing posts, newest first."""
+    rows = _call("outgoing", status, limit)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "status", "to", "model", "text", "remote id", "when", "error")
+    for r in rows:
+        table.add_row(str(r["id"]), r["status"], r["target"], r["model_id"], r["text"], r["remote_id"] or "",
+                      r["sent_at"] or r["created_at"], r["error"] or "")
+    out.print(table)
+
+
+@outgoing_app.command("resolve")
+@friendly
+def outgoing_resolve(
+    entry_id: int = typer.Argument(..., metavar="ID"),
+    remote_id: str = typer.Option(None, "--remote-id", help="the post's id, found on the network"),
+    not_posted: bool = typer.Option(False, "--not-posted", help="it is not on the network"),
+) -> None:
+    """Settle an "unknown" post after checking the network by hand."""
+    if bool(remote_id) == not_posted:
+        err.print("[red]error:[/red] give exactly one of --remote-id and --not-posted", highlight=False)
+        raise typer.Exit(2)
+    row = _call("resolve_outgoing", entry_id, remote_id)
+    out.print(f"outgoing post {row['id']} is now {row['status']}", highlight=False)

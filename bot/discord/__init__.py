@@ -1,0 +1,10 @@
+"""The Discord face of mimicbot: a discord.py bot over `bot.service.Mimicbot`.
+
+    bot/discord/bot.py        the Bot subclass: services, cogs, the one error handler
+    bot/discord/cogs/*.py     one cog a feature (training, generation, models, admin, replies, meta)
+    bot/discord/runner.py     the daemon (`mimicbot run`) and `mimicbot discord sync`
+    bot/discord/progress.py   training status messages that survive restarts
+    bot/discord/options.py    behaviour knobs (MIMICBOT_DISCORD_*); secrets stay in bot.config.Settings
+
+Imports inside this package are absolute, so `import discord` is discord.py, never this package.
+"""

@@ -1,0 +1,223 @@
+"""The Discord bot: one Bot subclass that owns the service and its background services, loads one cog a
+feature in `setup_hook`, and turns every failure into one friendly reply (RoboDanny's shape).
+
+Start-up (`setup_hook`): the cogs load, then the services start: the training cog follows unfinished jobs
+again (their progress messages resume), the training pool starts (re-queueing jobs a dead process left
+running), then every added service; then cogs hear `services_ready`.
+
+Extending it (the scheduler, say) takes one of two hooks:
+
+- a cog: put `async def setup(bot)` in `bot/discord/cogs/scheduler.py`; it is loaded when present
+  (OPTIONAL_EXTENSIONS), or pass `extensions=` to `create_bot`;
+- a background service: any object with `async start()` and `async close()` given to `bot.add_service(obj)`
+  before `setup_hook` runs (or from a cog's `setup`): started after the training pool, closed before it,
+  in reverse order.
+
+Shutdown (`close`, on SIGINT/SIGTERM): new commands are refused, cogs are unloaded (progress watchers
+stop), the connection closes, services stop, the training pool stops its children and queues their jobs
+again for the next start, and the database is closed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from ..config import Settings
+from ..service import Mimicbot
+from ..training.pool import TrainingPool
+from .context import MimicContext
+from .errors import ShuttingDown, context_line, explain, unwrap
+from .options import DiscordOptions
+
+log = logging.getLogger("bot.discord")
+
+EXTENSIONS = (
+    "bot.discord.cogs.meta",  # help
+    "bot.discord.cogs.admin",  # config, sync
+    "bot.discord.cogs.models",  # models, model, forget
+    "bot.discord.cogs.generation",  # generate
+    "bot.discord.cogs.training",  # train, jobs, cancel, progress messages
+    "bot.discord.cogs.replies",  # answers to @mentions
+)
+OPTIONAL_EXTENSIONS = ("bot.discord.cogs.scheduler",)  # loaded when the module exists
+DM_COMMANDS = ("generate", "help")  # the commands that work in direct messages
+
+
+class Service(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MimicBotBase:
+    """Everything the bot does, independent of sharding (see MimicBot and SingleMimicBot below)."""
+
+    def __init__(self, settings: Settings, options: DiscordOptions | None = None, mimic: Mimicbot | None = None,
+                 *, extensions: tuple[str, ...] | None = None, serve: bool = True,
+                 intents: discord.Intents | None = None, **kwargs) -> None:
+        options = options or DiscordOptions()
+        super().__init__(
+            command_prefix=options.prefix,
+            intents=intents or default_intents(options),
+            allowed_mentions=discord.AllowedMentions.none(),  # nothing the bot sends can ping
+            help_command=None,  # a hybrid `help` lives in cogs/meta.py
+            case_insensitive=True,
+            owner_ids=_owner_ids(settings),
+            chunk_guilds_at_startup=False,
+            **kwargs,
+        )
+        self.settings = settings
+        self.options = options
+        self.mimic = mimic or Mimicbot(settings)
+        self.serve = serve  # False: commands only (to sync the tree), no pool or services
+        self.pool: TrainingPool | None = None
+        self.services: list[Service] = []
+        self.before_pool_start: list[Callable[[], Awaitable[None]]] = []
+        self.initial_extensions = extensions if extensions is not None else _available(EXTENSIONS,
+                                                                                    OPTIONAL_EXTENSIONS)
+        self.closing = False
+        self.tree.on_error = self.on_app_command_error
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def add_service(self, service: Service) -> None:
+        self.services.append(service)
+
+    async def setup_hook(self) -> None:
+        for extension in self.initial_extensions:
+            await self.load_extension(extension)
+        if self.serve:
+            await self.start_services()
+
+    async def start_services(self) -> None:
+        """The training pool, then every added service; then cogs hear `services_ready`. Before the pool
+        starts serving, the `before_pool_start` hooks run (the training cog follows the unfinished jobs
+        again, so that not even a job that ends at once goes unannounced). After `stop_services`, this is
+        a restart."""
+        self.pool = TrainingPool(self.mimic.store, self.settings)
+        self.mimic.pool = self.pool  # so that jobs queued through the service start at once
+        for hook in list(self.before_pool_start):
+            await hook()
+        requeued = await self.pool.start()
+        if requeued:
+            log.info("training jobs %s were re-queued after a restart", requeued)
+        for service in self.services:
+            await service.start()
+        self.dispatch("services_ready")
+
+    async def stop_services(self) -> None:
+        for service in reversed(self.services):
+            try:
+                await service.close()
+            except Exception:  # noqa: BLE001 - one failing service must not keep the others running
+                log.exception("service %r did not close cleanly", service)
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            self.mimic.pool = None
+            await pool.close()
+
+    async def close(self) -> None:
+        if self.closing:
+            return await super().close()
+        self.closing = True
+        log.info("shutting down: no new commands; stopping watchers, services and the training pool")
+        try:
+            await super().close()  # unloads the cogs, closes the connection
+        finally:
+            await self.stop_services()
+            self.mimic.close()
+            log.info("shut down cleanly")
+
+    # -- commands -------------------------------------------------------------------------------
+
+    async def get_context(self, origin, /, *, cls=MimicContext):
+        return await super().get_context(origin, cls=cls)
+
+    async def bot_check(self, ctx: commands.Context) -> bool:
+        """Every command: none while shutting down; in DMs only DM_COMMANDS (each command is also marked
+        guild-only for Discord, which then hides it in DMs; this is the rule for prefix commands)."""
+        if self.closing:
+            raise ShuttingDown()
+        if ctx.guild is None and (ctx.command.root_parent or ctx.command).name not in DM_COMMANDS:
+            raise commands.NoPrivateMessage()
+        return True
+
+    async def on_command_error(self, ctx: MimicContext, error: commands.CommandError) -> None:
+        """The one error path: a friendly line to the person, a line with context to the log."""
+        explanation = explain(error)
+        if explanation.reply is None:
+            return
+        ref = f" [ref {explanation.reference}]" if explanation.reference else ""
+        exc_info = error if explanation.level >= logging.ERROR else None
+        log.log(explanation.level, "%s failed%s: %s", context_line(ctx), ref, _one_line(error), exc_info=exc_info)
+        try:
+            await ctx.reply(explanation.reply, ephemeral=True)
+        except discord.HTTPException as e:
+            log.warning("%s: could not send the error reply: %s", context_line(ctx), e)
+
+    async def on_app_command_error(self, interaction: discord.Interaction,
+                                   error: app_commands.AppCommandError) -> None:
+        """Errors of pure app commands and autocomplete (hybrid commands go through on_command_error)."""
+        explanation = explain(error)
+        where = f"interaction={interaction.command.qualified_name if interaction.command else '?'} " \
+                f"user={interaction.user.id} guild={interaction.guild_id}"
+        log.log(explanation.level, "%s failed: %s", where, _one_line(error),
+                exc_info=error if explanation.level >= logging.ERROR else None)
+        if explanation.reply and interaction.type is discord.InteractionType.application_command:
+            try:
+                if interaction.response.is_done():
+                    await interaction.followup.send(explanation.reply, ephemeral=True)
+                else:
+                    await interaction.response.send_message(explanation.reply, ephemeral=True)
+            except discord.HTTPException as e:
+                log.warning("%s: could not send the error reply: %s", where, e)
+
+    async def on_error(self, event_method: str, /, *args, **kwargs) -> None:
+        log.exception("error in event %s", event_method)
+
+    async def on_ready(self) -> None:
+        log.info("connected as %s (id %s) to %d servers", self.user, self.user.id, len(self.guilds))
+
+
+class MimicBot(MimicBotBase, commands.AutoShardedBot):
+    """The daemon's bot: shards chosen by Discord."""
+
+
+class SingleMimicBot(MimicBotBase, commands.Bot):
+    """The same bot on one connection (dpytest drives only unsharded clients)."""
+
+
+def create_bot(settings: Settings, options: DiscordOptions | None = None, *, sharded: bool = True,
+               **kwargs) -> MimicBotBase:
+    return (MimicBot if sharded else SingleMimicBot)(settings, options, **kwargs)
+
+
+def default_intents(options: DiscordOptions) -> discord.Intents:
+    """Guilds and messages, no privileged intent but Message Content (for prefix commands, if wanted).
+    Members are not needed: commands and interactions carry their member."""
+    intents = discord.Intents.default()
+    intents.message_content = options.message_content
+    return intents
+
+
+def _owner_ids(settings: Settings) -> set[int]:
+    return {int(part) for part in settings.discord_owner_ids.replace(" ", "").split(",") if part.isdigit()}
+
+
+def _available(required: tuple[str, ...], optional: tuple[str, ...]) -> tuple[str, ...]:
+    return required + tuple(name for name in optional if importlib.util.find_spec(name) is not None)
+
+
+def _one_line(error: BaseException) -> str:
+    e = unwrap(error)
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
+
+
+__all__ = ["EXTENSIONS", "MimicBot", "MimicBotBase", "SingleMimicBot", "create_bot"]

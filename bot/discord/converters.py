@@ -1,0 +1,59 @@
+"""Arguments people type, read strictly: handles (never paths or URLs: a Discord user must not make the bot
+read local files or arbitrary servers) and model ids with autocomplete."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import discord
+from discord import app_commands
+
+from ..errors import ValidationError
+from ..service import MAX_ACCOUNTS
+from ..sources.base import normalise_handle
+
+_X_HANDLE = re.compile(r"^@?[A-Za-z0-9_]{1,30}$")
+_BSKY_HANDLE = re.compile(r"^bsky:@?[A-Za-z0-9][A-Za-z0-9.-]{0,252}\.[A-Za-z]{2,}$")
+_SPLIT = re.compile(r"[\s,]+")
+
+
+def parse_handles(text: str) -> list[str]:
+    """`ada_bytes, @grace_gardens` → the service's source specs `["@ada_bytes", "@grace_gardens"]`.
+
+    One to three accounts, separated by commas or spaces; X-style handles (also the handles of imported
+    archives) or `bsky:name.domain`. Anything else (paths, URLs, Mastodon addresses) is refused: those are
+    imported by an admin with `mimicbot fetch`, then trained by handle."""
+    parts = [p for p in _SPLIT.split(text.strip()) if p]
+    if not parts:
+        raise ValidationError("name one to three accounts, e.g. `ada_bytes` or `ada_bytes,grace_gardens`")
+    specs = []
+    for part in parts:
+        if _X_HANDLE.match(part):
+            specs.append("@" + normalise_handle(part))
+        elif _BSKY_HANDLE.match(part):
+            specs.append("bsky:" + normalise_handle(part[len("bsky:"):]))
+        else:
+            raise ValidationError(f"{discord.utils.escape_markdown(part[:60])!r} is not an account handle; "
+                                  "use handles like `ada_bytes` (archives are imported with `mimicbot fetch`)")
+    specs = list(dict.fromkeys(specs))
+    if len(specs) > MAX_ACCOUNTS:
+        raise ValidationError(f"a model learns from at most {MAX_ACCOUNTS} accounts; {len(specs)} were given")
+    return specs
+
+
+def parse_handle(text: str) -> str:
+    """One handle, normalised (no @, lower case)."""
+    specs = parse_handles(text)
+    if len(specs) != 1:
+        raise ValidationError("name exactly one account")
+    return normalise_handle(specs[0].removeprefix("bsky:"))
+
+
+async def model_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """Model ids containing what was typed so far (25 at most, Discord's limit)."""
+    ids = await asyncio.to_thread(interaction.client.mimic.model_store.ids)
+    current = current.lower().strip()
+    matches = [i for i in ids if current in i.lower()]
+    matches.sort(key=lambda i: (not i.lower().startswith(current), i))
+    return [app_commands.Choice(name=i, value=i) for i in matches[:25]]

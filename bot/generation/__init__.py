@@ -1,0 +1,97 @@
+"""Generation: sampling from a trained model, the anti-copy check, the model store and the model cache.
+
+`generate` is what the service serves: sampling settings resolved (call > the model's
+generation_config.json > the recipe's defaults), samples checked against the training posts, and
+refused ones replaced by fresh samples within a small budget.
+
+torch and transformers are imported by `sampling` and `models.ModelStore.load` only, so that listing
+models or reading an anti-copy index stays quick.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from .cache import LoadedModel
+
+DEFAULT_PROMPT = "My dream is"
+EXTRA_ROUNDS = 3  # resampling rounds after the first, for samples the anti-copy check refused
+MAX_BATCH = 32
+DEFAULTS = {"temperature": 1.0, "top_p": 0.95, "top_k": 0, "max_new_tokens": 60}
+
+
+@dataclass
+class GenerationResult:
+    """Accepted texts (up to n), how many samples were refused, how many were drawn, and the time taken.
+
+    `reasons` says why each refused sample was refused; the refused texts themselves are not kept, as they
+    reproduce someone's posts."""
+
+    texts: list[str]
+    rejected: int
+    attempts: int
+    seconds: float
+    model_id: str = ""
+    prompt: str = DEFAULT_PROMPT
+    settings: dict = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_settings(loaded: LoadedModel, prompt: str, **given) -> dict:
+    """Sampling settings: those given (not None), else the model's, else DEFAULTS.
+
+    A model config's `max_length` (the recipe stores 160) counts the prompt; it becomes max_new_tokens
+    when the config sets no max_new_tokens."""
+    from .sampling import prompt_length
+
+    model_defaults = dict(loaded.defaults)
+    max_length = model_defaults.pop("max_length", None)
+    if "max_new_tokens" not in model_defaults and max_length:
+        model_defaults["max_new_tokens"] = max(1, max_length - prompt_length(loaded.tokenizer, prompt))
+    settings = {**DEFAULTS, **{k: v for k, v in model_defaults.items() if k in DEFAULTS}}
+    settings.update({k: v for k, v in given.items() if v is not None})
+    return settings
+
+
+def generate(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, n: int = 5, *, seed: int | None = None,
+             extra_rounds: int = EXTRA_ROUNDS, **given) -> GenerationResult:
+    """Up to `n` new posts from `loaded`. Samples that copy a training post, say nothing beyond the prompt
+    or repeat another sample are refused and replaced, drawing twice the shortfall in each extra round."""
+    from .sampling import sample
+
+    started = time.perf_counter()
+    settings = resolve_settings(loaded, prompt, **given)
+    texts: list[str] = []
+    reasons: list[str] = []
+    attempts = 0
+    for round_ in range(1 + extra_rounds):
+        missing = n - len(texts)
+        if missing <= 0:
+            break
+        batch = missing if round_ == 0 else min(MAX_BATCH, 2 * missing)
+        round_seed = None if seed is None else seed + round_
+        for text in sample(loaded.model, loaded.tokenizer, prompt, batch, seed=round_seed, **settings):
+            attempts += 1
+            reason = refusal(loaded, prompt, text, texts)
+            if reason:
+                reasons.append(reason)
+            elif len(texts) < n:
+                texts.append(text)
+    return GenerationResult(texts, len(reasons), attempts, round(time.perf_counter() - started, 3),
+                            loaded.model_id, prompt, {**settings, "seed": seed}, reasons)
+
+
+def refusal(loaded: LoadedModel, prompt: str, text: str, accepted: list[str]) -> str | None:
+    """Why a sample is not fit to post, or None."""
+    if len(text.split()) <= len(prompt.split()):
+        return "nothing after the prompt"
+    if text in accepted:
+        return "same as another sample"
+    return loaded.anticopy.check(text) if loaded.anticopy is not None else None
+
+
+__all__ = ["DEFAULTS", "GenerationResult", "LoadedModel", "generate", "resolve_settings"]

@@ -1,0 +1,177 @@
+"""The model cache: trained models loaded on demand and kept in memory, least recently used first out.
+
+Bounded twice: by the number of models (MIMICBOT_CACHE_MODELS) and by their memory, the bytes of their
+parameters and buffers (MIMICBOT_CACHE_MB). A model larger than the memory bound on its own is still
+served (it is the only one kept) so that it can be used at all; a warning says so.
+
+A model retrained meanwhile (by this process's pool or by `mimicbot train` in another process) is
+noticed: `stamp(model_id)` identifies the version on disk (ModelStore.stamp: the inode and mtime of its
+config.json, which every publish replaces), and a cached copy with another stamp is loaded again.
+
+Safe under concurrent requests: a request for a cached model takes one short lock; a request for a model
+being loaded waits on that model's own lock, so five requests at once load it once, and requests for
+cached models are not held up by a load. (Loads of different models run one after the other: see
+ModelStore.load.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .anticopy import AntiCopyIndex
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate: weights, tokenizer, generation defaults and the anti-copy index."""
+
+    model_id: str
+    model: Any  # a transformers causal LM, in eval mode
+    tokenizer: Any
+    defaults: dict = field(default_factory=dict)  # sampling settings from generation_config.json
+    anticopy: AntiCopyIndex | None = None
+    load_seconds: float = 0.0
+
+    @property
+    def nbytes(self) -> int:
+        return model_bytes(self.model)
+
+
+def model_bytes(model) -> int:
+    """Memory held by a torch module: its parameters and buffers (shared tensors counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for tensor in (*model.parameters(), *model.buffers()):
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            total += tensor.numel() * tensor.element_size()
+    return total
+
+
+@dataclass
+class _Entry:
+    loaded: LoadedModel
+    nbytes: int
+    stamp: Hashable = None
+    hits: int = 0
+    last_used: float = field(default_factory=time.time)
+
+
+class ModelCache:
+    """LRU of LoadedModel, bounded by count and by memory. `loader(model_id)` loads one (or raises);
+    `stamp(model_id)`, if given, names the version on disk (see the module docstring)."""
+
+    def __init__(self, max_models: int, max_mb: float, loader: Callable[[str], LoadedModel],
+                 stamp: Callable[[str], Hashable] | None = None):
+        if max_models < 1 or max_mb <= 0:
+            raise ValueError("a model cache holds at least one model and some memory")
+        self.max_models = max_models
+        self.max_bytes = int(max_mb * MB)
+        self.loader = loader
+        self.stamp = stamp or (lambda model_id: None)
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # oldest use first
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+        self._counts = {"hits": 0, "misses": 0, "loads": 0, "evictions": 0, "stale": 0, "load_seconds": 0.0}
+
+    def get(self, model_id: str) -> LoadedModel:
+        """The model, from memory or loaded now. Errors from the loader (UnknownModel, ...) pass through."""
+        stamp = self.stamp(model_id)
+        hit = self._lookup(model_id, stamp)
+        if hit is not None:
+            return hit
+        with self._lock:
+            key_lock = self._loading.setdefault(model_id, threading.Lock())
+        with key_lock:
+            hit = self._lookup(model_id, stamp, count_miss=False)  # loaded by another request while we waited
+            if hit is not None:
+                return hit
+            try:
+                return self._load(model_id, stamp)
+            finally:
+                with self._lock:
+                    self._loading.pop(model_id, None)
+
+    def _lookup(self, model_id: str, stamp: Hashable, count_miss: bool = True) -> LoadedModel | None:
+        with self._lock:
+            entry = self._entries.get(model_id)
+            if entry is not None and entry.stamp != stamp:  # replaced or removed on disk
+                del self._entries[model_id]
+                self._counts["stale"] += 1
+                entry = None
+            if entry is None:
+                if count_miss:
+                    self._counts["misses"] += 1
+                return None
+            self._entries.move_to_end(model_id)
+            entry.hits += 1
+            entry.last_used = time.time()
+            self._counts["hits"] += 1
+            return entry.loaded
+
+    def _load(self, model_id: str, stamp: Hashable) -> LoadedModel:
+        started = time.perf_counter()
+        loaded = self.loader(model_id)
+        seconds = time.perf_counter() - started
+        loaded.load_seconds = seconds
+        entry = _Entry(loaded, loaded.nbytes, stamp)
+        with self._lock:
+            self._counts["loads"] += 1
+            self._counts["load_seconds"] += seconds
+            self._entries[model_id] = entry
+            self._evict_over_bounds(keep=model_id)
+        if entry.nbytes > self.max_bytes:
+            log.warning("model %s needs %.0f MB, more than the cache's %.0f MB: kept alone",
+                        model_id, entry.nbytes / MB, self.max_bytes / MB)
+        log.info("loaded model %s (%.1f MB) in %.2fs", model_id, entry.nbytes / MB, seconds)
+        return loaded
+
+    def _evict_over_bounds(self, keep: str) -> None:
+        """Drop least recently used models until both bounds hold (never `keep`). Caller holds the lock."""
+        while len(self._entries) > 1 and (len(self._entries) > self.max_models or self._bytes() > self.max_bytes):
+            oldest = next(k for k in self._entries if k != keep)
+            del self._entries[oldest]
+            self._counts["evictions"] += 1
+            log.info("evicted model %s from the cache", oldest)
+
+    def _bytes(self) -> int:
+        return sum(e.nbytes for e in self._entries.values())
+
+    def evict(self, model_id: str) -> bool:
+        """Forget a model (after it was removed or retrained). True if it was cached."""
+        with self._lock:
+            return self._entries.pop(model_id, None) is not None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __contains__(self, model_id: str) -> bool:
+        with self._lock:
+            return model_id in self._entries
+
+    def ids(self) -> list[str]:
+        """Cached model ids, least recently used first."""
+        with self._lock:
+            return list(self._entries)
+
+    def stats(self) -> dict:
+        """Figures for health checks and benchmarks."""
+        with self._lock:
+            return {
+                "models": [{"id": k, "mb": round(e.nbytes / MB, 2), "hits": e.hits, "last_used": e.last_used,
+                            "load_seconds": round(e.loaded.load_seconds, 3)} for k, e in self._entries.items()],
+                "count": len(self._entries), "max_models": self.max_models,
+                "mb": round(self._bytes() / MB, 2), "max_mb": round(self.max_bytes / MB, 2),
+                **{k: round(v, 3) if isinstance(v, float) else v for k, v in self._counts.items()},
+            }

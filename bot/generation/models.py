@@ -1,0 +1,162 @@
+"""The model store: one directory a model, `<models_dir>/<id>/`, published whole by the trainer.
+
+A model directory holds the Hugging Face files (config.json, weights, tokenizer, generation_config.json),
+the run's record (training.json), the anti-copy index (anticopy.json), the card (README.md) and its
+pictures. Names starting with a dot (`.work`, `.trash-...`) are scratch space, never models.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import shutil
+import threading
+import uuid
+from pathlib import Path
+
+from ..errors import MimicbotError, UnknownModel
+from ..training.card import CARD_FILE, LOSS_FILE, PREDICTIONS_FILE, TRAINING_FILE
+from .anticopy import INDEX_FILE, AntiCopyIndex
+from .cache import LoadedModel
+
+GENERATION_FILE = "generation_config.json"
+MARKER_FILE = "config.json"  # a directory without it is not a model
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "max_length")
+
+_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_LOAD_LOCK = threading.Lock()  # transformers' from_pretrained is not thread-safe (its meta-device set-up)
+
+
+class ModelStore:
+    """The models on disk: list, describe, load and remove them."""
+
+    def __init__(self, models_dir: str | Path):
+        self.root = Path(models_dir)
+
+    # -- finding ----------------------------------------------------------------------------------
+
+    def ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if not p.name.startswith(".") and (p / MARKER_FILE).is_file())
+
+    def path(self, model_id: str) -> Path:
+        """The model's directory; UnknownModel (with the closest ids) when there is none."""
+        if _ID.match(model_id or "") and ".." not in model_id:
+            path = self.root / model_id
+            if (path / MARKER_FILE).is_file():
+                return path
+        raise UnknownModel(self._unknown_message(model_id))
+
+    def _unknown_message(self, model_id: str) -> str:
+        ids = self.ids()
+        close = difflib.get_close_matches(model_id or "", ids, n=3, cutoff=0.5)
+        if close:
+            return f"no model {model_id!r}; did you mean {', '.join(close)}?"
+        if ids:
+            return f"no model {model_id!r}; models: {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}"
+        return f"no model {model_id!r}; no model is trained yet (mimicbot train HANDLE)"
+
+    def stamp(self, model_id: str) -> tuple[int, int] | None:
+        """Which version of the model is on disk (None: none is). Every publish writes a new config.json."""
+        try:
+            st = (self.root / model_id / MARKER_FILE).stat()
+        except (OSError, ValueError):
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    # -- describing -------------------------------------------------------------------------------
+
+    def training(self, model_id: str) -> dict:
+        """The run's record, training.json ({} for a model trained elsewhere)."""
+        return _read_json(self.path(model_id) / TRAINING_FILE)
+
+    def summary(self, model_id: str) -> dict:
+        """One line of `models list`."""
+        path = self.path(model_id)
+        record = _read_json(path / TRAINING_FILE)
+        accounts = record.get("accounts") or []
+        return {
+            "id": model_id,
+            "display_name": record.get("display_name") or model_id,
+            "accounts": [a.get("handle") for a in accounts if isinstance(a, dict)],
+            "created_at": record.get("finished_at") or record.get("created_at"),
+            "size_mb": round(_dir_bytes(path) / 1024 / 1024, 2),
+            "perplexity_after": _perplexity_after(record),
+        }
+
+    def list(self) -> list[dict]:
+        return [self.summary(i) for i in self.ids()]
+
+    def show(self, model_id: str) -> dict:
+        """training.json, the summary and the paths of the files a person may want."""
+        path = self.path(model_id)
+        files = {"card": CARD_FILE, "predictions": PREDICTIONS_FILE, "loss": LOSS_FILE, "anticopy": INDEX_FILE,
+                 "training": TRAINING_FILE, "generation_config": GENERATION_FILE}
+        return {**self.summary(model_id), "path": str(path),
+                "files": {k: str(path / name) for k, name in files.items() if (path / name).exists()},
+                "training": self.training(model_id)}
+
+    def sampling_defaults(self, model_id: str) -> dict:
+        """Sampling settings the model's generation_config.json sets (only those it sets)."""
+        config = _read_json(self.path(model_id) / GENERATION_FILE)
+        return {k: config[k] for k in SAMPLING_KEYS if config.get(k) is not None}
+
+    # -- loading and removing ---------------------------------------------------------------------
+
+    def load(self, model_id: str) -> LoadedModel:
+        """Weights, tokenizer, generation defaults and anti-copy index, ready to sample (eval mode).
+
+        One load at a time in a process: two concurrent `from_pretrained` calls break each other
+        ("Cannot copy out of meta tensor")."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = self.path(model_id)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            with _LOAD_LOCK:
+                model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+                tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as e:
+            raise MimicbotError(f"model {model_id!r} cannot be loaded from {path}: {e}") from None
+        index_path = path / INDEX_FILE
+        anticopy = AntiCopyIndex.load(index_path) if index_path.exists() else None
+        return LoadedModel(model_id, model, tokenizer, self.sampling_defaults(model_id), anticopy)
+
+    def remove(self, model_id: str) -> Path:
+        """Delete a model atomically: renamed out of sight first, so it is never seen half-deleted."""
+        path = self.path(model_id)
+        trash = self.root / f".trash-{model_id}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:  # removed by another process meanwhile
+            raise UnknownModel(self._unknown_message(model_id)) from None
+        shutil.rmtree(trash, ignore_errors=True)
+        return path
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise MimicbotError(f"cannot read {path}: {e}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _perplexity_after(record: dict) -> float | None:
+    metrics = record.get("eval") or record.get("metrics") or {}
+    value = metrics.get("perplexity_after") if isinstance(metrics, dict) else None
+    return value if value is not None else record.get("perplexity_after")
+
+
+__all__ = ["GENERATION_FILE", "ModelStore", "TRAINING_FILE"]

@@ -1,0 +1,275 @@
+"""The model card, README.md: the huggingtweets card's structure, filled from the run's training.json.
+
+Same front matter keys (language, thumbnail, tags, widget), the same header (avatars, then "🤖 AI BOT 🤖" for
+one account or "🤖 AI CYBORG 🤖" for several, over the display names and "@model_id"), and the same sections
+in the same order: How does it work?, Training data (the per-account table), Training procedure, How to use,
+Limitations and bias, About. Where huggingtweets linked to W&B runs, this card states the numbers itself.
+
+    render_card(json.loads((model_dir / "training.json").read_text()))  # -> the README text
+    write_card(model_dir)                                               # -> model_dir / "README.md"
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+from ..cleaning import EOT
+from ..errors import MimicbotError
+from .pictures import avatar_colour, initials
+
+CARD_FILE = "README.md"
+TRAINING_FILE = "training.json"
+PREDICTIONS_FILE = "predictions.png"
+LOSS_FILE = "loss.png"
+DEFAULT_PROMPT = "My dream is"
+HUGGINGTWEETS = "https://github.com/borisdayma/huggingtweets"
+GPT2_LIMITS = "https://huggingface.co/gpt2#limitations-and-bias"
+
+# The card's data table: row label, key in an account's stats (the same rows as `mimicbot fetch` prints).
+STATS_ROWS = (("Tweets downloaded", "downloaded"), ("Retweets", "retweets"), ("Short tweets", "short"),
+              ("Tweets kept", "kept"))
+
+PROFILE_URLS = {"x": "https://x.com/{}", "bsky": "https://bsky.app/profile/{}"}
+
+
+def render_card(info: dict) -> str:
+    """The README.md text for a model, from its training.json dict."""
+    parts = [
+        front_matter(info),
+        header(info),
+        "I was made with mimicbot, which grows out of [huggingtweets](" + HUGGINGTWEETS + ").",
+        how_it_works(info),
+        training_data(info),
+        training_procedure(info),
+        how_to_use(info),
+        limitations(info),
+        about(),
+    ]
+    return "\n\n".join(p.strip("\n") for p in parts) + "\n"
+
+
+def write_card(model_dir: Path) -> Path:
+    """Render the card of the model in `model_dir` from its training.json; written atomically."""
+    model_dir = Path(model_dir)
+    try:
+        info = json.loads((model_dir / TRAINING_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MimicbotError(f"no {TRAINING_FILE} in {model_dir}: the card is written from a mimicbot training run") from None
+    except (OSError, ValueError) as e:
+        raise MimicbotError(f"cannot read {model_dir / TRAINING_FILE}: {e}") from None
+    path = model_dir / CARD_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(render_card(info), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# -- pieces, top to bottom ------------------------------------------------------------------------
+
+
+def _accounts(info: dict) -> list[dict]:
+    return [a for a in info.get("accounts") or [] if isinstance(a, dict)]
+
+
+def _name(account: dict) -> str:
+    return account.get("display_name") or account.get("handle") or "?"
+
+
+def _display_name(info: dict) -> str:
+    return info.get("display_name") or " & ".join(_name(a) for a in _accounts(info)) or info.get("model_id", "?")
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def front_matter(info: dict) -> str:
+    prompt = (info.get("generation") or {}).get("prompt") or DEFAULT_PROMPT
+    return "\n".join([
+        "---",
+        "language: en",
+        f"thumbnail: {info.get('thumbnail') or PREDICTIONS_FILE}",
+        "tags:",
+        "- mimicbot",
+        "- huggingtweets",
+        "widget:",
+        f"- text: {json.dumps(prompt, ensure_ascii=False)}",
+        "---",
+    ])
+
+
+def _avatar_div(account: dict) -> str:
+    style = ("display:inherit; margin-left: 4px; margin-right: 4px; width: 92px; height:92px; "
+             "border-radius: 50%; background-size: cover;")
+    url = account.get("avatar_url")
+    if url:
+        return (f'        <div\n            style="{style} background-image: url(&#39;{html.escape(url)}&#39;)">\n'
+                "        </div>")
+    colour = "#%02x%02x%02x" % avatar_colour(account.get("handle") or _name(account))
+    return (f'        <div\n            style="{style} background-color: {colour}; color: white; font-size: 36px; '
+            f'font-weight: 800; align-items: center; justify-content: center">'
+            f"{html.escape(initials(_name(account)))}</div>")
+
+
+def header(info: dict) -> str:
+    accounts = _accounts(info)
+    several = len(accounts) > 1 or str(info.get("kind", "")).upper() == "CYBORG"
+    kind = "🤖 AI CYBORG 🤖" if several else "🤖 AI BOT 🤖"
+    avatars = "\n".join(_avatar_div(a) for a in accounts)
+    return f"""<div class="inline-flex flex-col" style="line-height: 1.5;">
+    <div class="flex">
+{avatars}
+    </div>
+    <div style="text-align: center; margin-top: 3px; font-size: 16px; font-weight: 800">{kind}</div>
+    <div style="text-align: center; font-size: 16px; font-weight: 800">{html.escape(_display_name(info))}</div>
+    <div style="text-align: center; font-size: 14px;">@{html.escape(info.get("model_id", "?"))}</div>
+</div>"""
+
+
+def how_it_works(info: dict) -> str:
+    return f"""## How does it work?
+
+The model follows the huggingtweets pipeline:
+
+1. **Collect** the account's posts (the X API, an X archive export, or text files).
+2. **Clean** them: retweets are dropped, links removed, whitespace folded, posts of fewer than three plain
+   words dropped. Mentions, hashtags and emoji stay.
+3. **Fine-tune** GPT-2 on the kept posts, each one ended by `{EOT}`.
+4. **Generate**: the prompt is `{EOT}` followed by the start text; each sample ends at its first newline.
+   A sample that copies a training post is refused."""
+
+
+def _profile(account: dict) -> str:
+    handle = account.get("handle", "?")
+    url = PROFILE_URLS.get(account.get("network", "x"))
+    return f"[@{handle}'s posts]({url.format(handle)})" if url else f"@{handle}'s posts"
+
+
+def training_data(info: dict) -> str:
+    accounts = _accounts(info)
+    if len(accounts) == 1:
+        intro = f"The model was trained on {_profile(accounts[0])}."
+    else:
+        intro = f"The model was trained on posts from {_display_name(info)}."
+    table = ["| Data | " + " | ".join(_cell(_name(a)) for a in accounts) + " |",
+             "| --- |" + " --- |" * len(accounts)]
+    for label, key in STATS_ROWS:
+        table.append(f"| {label} | " + " | ".join(f"{(a.get('stats') or {}).get(key, 0)}" for a in accounts) + " |")
+    notes = []
+    held = [a.get("held_out_posts") for a in accounts]
+    if all(isinstance(n, int) for n in held) and any(held):
+        fraction = (info.get("hyperparameters") or {}).get("eval_fraction", 0.1)
+        notes.append(f"Of the kept posts, {_join_counts(held, accounts)} ({fraction:.0%} of each account) were held "
+                     "out to measure the model and not trained on.")
+    if len(accounts) > 1:
+        notes.append("Each account's posts were repeated until it had as many characters as the largest one, so "
+                     "that no one person drowns out the others.")
+    return "## Training data\n\n" + intro + "\n\n" + "\n".join(table) + ("\n\n" + " ".join(notes) if notes else "")
+
+
+def _join_counts(counts: list[int], accounts: list[dict]) -> str:
+    if len(accounts) == 1:
+        return f"{counts[0]:,}"
+    return ", ".join(f"{n:,} of @{a.get('handle')}" for n, a in zip(counts, accounts))
+
+
+def _base_model(info: dict) -> str:
+    base = str(info.get("base_model") or "gpt2")
+    kind = info.get("base_model_kind") or ("tiny" if base == "tiny" else "hub")
+    if kind == "tiny":
+        return ("a tiny GPT-2 built on this machine from the bundled sample posts (two layers, random "
+                "initialisation: a demo and test model, not a pre-trained one), which is fine-tuned on")
+    if kind == "local":
+        return f"the model in the local folder `{Path(base).name}`, which is fine-tuned on"
+    return f"a pre-trained [GPT-2](https://huggingface.co/{base}) (`{base}`), which is fine-tuned on"
+
+
+def _threads(info: dict) -> str:
+    n = info.get("cpu_threads")
+    return f" ({n} thread{'s' if n != 1 else ''})" if str(info.get("device")) == "cpu" and n else ""
+
+
+def _num(value, fmt: str = "{:,.2f}") -> str:
+    return "?" if value is None else fmt.format(value)
+
+
+def training_procedure(info: dict) -> str:
+    hp = info.get("hyperparameters") or {}
+    ev = info.get("eval") or {}
+    versions = info.get("versions") or {}
+    rows = [
+        ("Epochs", hp.get("epochs")),
+        ("Learning rate", hp.get("lr")),
+        ("Schedule", hp.get("schedule", "cosine, no warm-up")),
+        ("Optimizer", hp.get("optimizer", "AdamW")),
+        ("Batch", f"{hp.get('batch_size')} × {hp.get('block_size')} tokens"),
+        ("Steps", _num(info.get("steps"), "{:,}")),
+        ("Tokens trained", _num(info.get("trained_tokens"), "{:,}")),
+        ("Seed", hp.get("seed")),
+        ("Device, precision", f"{info.get('device', '?')}{_threads(info)}, {info.get('precision', '?')}"),
+    ]
+    hp_table = "| Hyperparameter | Value |\n| --- | --- |\n" + "\n".join(f"| {k} | {_cell(v)} |" for k, v in rows)
+    ev_table = ("| Held-out posts | Loss | Perplexity |\n| --- | --- | --- |\n"
+                f"| before training | {_num(ev.get('loss_before'), '{:.3f}')} | {_num(ev.get('perplexity_before'))} |\n"
+                f"| after training | {_num(ev.get('loss_after'), '{:.3f}')} | {_num(ev.get('perplexity_after'))} |")
+    speed = (f"Training took {_num(info.get('duration_s'), '{:,.0f}')} s "
+             f"({_num(info.get('tokens_per_s'), '{:,.0f}')} tokens/s) with torch {versions.get('torch', '?')} and "
+             f"transformers {versions.get('transformers', '?')}, finished {info.get('created_at', '?')}.")
+    return f"""## Training procedure
+
+The model is based on {_base_model(info)} @{info.get("model_id", "?")}'s posts, following the huggingtweets
+recipe: the posts joined by `{EOT}`, cut into blocks of {hp.get("block_size", "?")} tokens (posts run across
+block edges), {hp.get("epochs", "?")} epochs of shuffled copies, AdamW with a cosine schedule and no warm-up.
+
+{hp_table}
+
+The loss on the held-out posts, measured before and after fine-tuning:
+
+{ev_table}
+
+![Training loss]({LOSS_FILE})
+
+{speed}"""
+
+
+def how_to_use(info: dict) -> str:
+    model_id = info.get("model_id", "?")
+    return f"""## How to use
+
+You can use this model directly with a pipeline for text generation (run it in the models folder, or give
+the model's folder or the hub repository you pushed it to as `model`):
+
+```python
+from transformers import pipeline
+generator = pipeline('text-generation',
+                     model='{model_id}')
+generator("My dream is", num_return_sequences=5)
+```
+
+The model's config holds the recipe's generation settings (sampling, `top_p` 0.95, temperature 1.0) and the
+`{EOT}` prefix that the pipeline puts before the prompt."""
+
+
+def limitations(info: dict) -> str:
+    if info.get("base_model_kind") == "tiny" or info.get("base_model") == "tiny":
+        base = ("The base model is a tiny demo model that knows only the bundled sample posts: expect "
+                "broken sentences.")
+    else:
+        base = f"The model suffers from [the same limitations and bias as GPT-2]({GPT2_LIMITS})."
+    return f"""## Limitations and bias
+
+{base}
+
+In addition, the data present in the user's posts further affects the text generated by the model.
+What it writes is not what the person said: label anything it posts as written by a bot."""
+
+
+def about() -> str:
+    return f"""## About
+
+*Made with mimicbot*, a bot that learns to write like a person, after [huggingtweets]({HUGGINGTWEETS}) by
+Boris Dayma."""

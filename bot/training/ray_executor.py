@@ -1,0 +1,227 @@
+"""Training on a Ray cluster (MIMICBOT_EXECUTOR=ray, RAY_ADDRESS): same jobs, same states, same events.
+
+The pool (pool.py) still claims jobs from SQLite and supervises each in one of its threads (worker.run_job);
+only the training process moves. Instead of a local child, each job is one Ray task:
+
+- it asks Ray for one GPU when the cluster has GPUs (else CPU only), and runs in a fresh worker process
+  (`max_calls=1`, like the local spawned child: nothing of one run outlives it, GPU memory included);
+- the trainer's events go to a small channel actor that the supervisor drains, so worker._pump reads them
+  exactly as it reads a local child's pipe: progress is stored and streamed the same way, the last message
+  is "done" (with training.json) or "error";
+- cancel (and shutdown) force-cancels the task, which kills its worker process.
+
+Where the model lands (MIMICBOT_RAY_STORAGE):
+- "shared" (default): the models directory is a shared filesystem mounted at the same path on every node
+  (NFS, CephFS, ...). The task trains in `<models_dir>/.work/job-N` and publishes by a rename, as locally.
+- "upload": nodes share nothing. The task trains in a scratch folder of its node and returns the finished
+  model folder as a tar archive through Ray's object store; the supervisor unpacks it into its work dir and
+  publishes it into its own models directory.
+
+Every node needs mimicbot installed at the same version (the project's Docker image, with the `ray` extra).
+W&B tracking settings (MIMICBOT_WANDB, WANDB_PROJECT, WANDB_ENTITY) are passed to the task; its API key is
+not (it would be visible in Ray's dashboard): give the nodes WANDB_API_KEY in their own environment.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import logging
+import shutil
+import tarfile
+import tempfile
+import threading
+import traceback
+from collections import deque
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import ConfigError, MimicbotError
+from ..store import Store
+from . import jobs
+from .spec import TrainRequest
+from .worker import EventSink, Stop, _Outcome, _ProgressWriter, _pump, _stopped
+
+log = logging.getLogger(__name__)
+
+FORWARDED_ENV = {"MIMICBOT_WANDB": "mimicbot_wandb", "WANDB_PROJECT": "wandb_project", "WANDB_ENTITY": "wandb_entity"}
+
+
+def supervisor_for(settings: Settings) -> RaySupervisor | None:
+    """How the pool runs a job: None for a local child process (worker.py's default), or a RaySupervisor."""
+    if settings.mimicbot_executor != "ray":
+        return None
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("MIMICBOT_EXECUTOR=ray needs Ray: pip install 'mimicbot[ray]'")
+    return RaySupervisor(settings)
+
+
+class RaySupervisor:
+    """worker.run_job's `supervise` for Ray: runs one job as a Ray task and returns how it ended."""
+
+    _connect_lock = threading.Lock()
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.upload = settings.mimicbot_ray_storage == "upload"
+
+    def connect(self):
+        """Ray, connected to RAY_ADDRESS (or an instance already initialised in this process, or a new local
+        one when no address is set)."""
+        import ray
+
+        with self._connect_lock:
+            if not ray.is_initialized():
+                ray.init(address=self.settings.ray_address or None)
+        return ray
+
+    def __call__(self, store: Store, job_id: int, req: TrainRequest, work_dir: Path, log_path: Path,
+                 on_event: EventSink, stop: Stop, slot: int) -> _Outcome:
+        if stop.requested:
+            return _stopped(stop)
+        try:
+            ray = self.connect()
+        except Exception as e:  # noqa: BLE001 - any failure to reach the cluster fails this job, plainly
+            where = self.settings.ray_address or "a local Ray instance"
+            return _Outcome(jobs.FAILED, f"cannot connect to Ray at {where}: {type(e).__name__}: {e}")
+        channel = _remote(ray, _Channel, num_cpus=0).remote()
+        task = _remote(ray, train_on_node, max_calls=1).options(
+            num_gpus=1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0,
+            name=f"mimicbot-train-{job_id}",
+            runtime_env={"env_vars": self._forwarded_env()},
+        ).remote(req.to_dict(), str(work_dir), channel, self.upload)
+        jobs.set_worker(store, job_id, None)  # no local process: the job runs on the cluster
+        log.info("job %s: training %s on Ray (%s storage)", job_id, req.model_id, "upload" if self.upload else "shared")
+        progress = _ProgressWriter(store, job_id)
+        outcome: _Outcome | None = None
+        try:
+            outcome = _pump(store, job_id, _TaskReader(ray, channel, task), progress, on_event, stop)
+        finally:
+            if outcome is None or outcome.state not in (jobs.SUCCEEDED, jobs.FAILED):
+                ray.cancel(task, force=True)  # kills the task's worker process
+            ray.kill(channel)
+        progress.flush()
+        if outcome is None:
+            return _Outcome(jobs.FAILED, _task_failure(ray, task))
+        if outcome.state == jobs.SUCCEEDED and self.upload:
+            final = install_archive(ray.get(task), work_dir, Path(req.models_dir) / req.model_id)
+            outcome.result = {**(outcome.result or {}), "path": str(final)}
+        return outcome
+
+    def _forwarded_env(self) -> dict[str, str]:
+        values = {name: getattr(self.settings, field) for name, field in FORWARDED_ENV.items()}
+        return {name: str(value) for name, value in values.items() if value is not None}
+
+
+# -- the task, on a node --------------------------------------------------------------------------
+
+
+def train_on_node(request: dict, work_dir: str, channel, upload: bool) -> bytes | None:
+    """Runs in a Ray worker process: the trainer, each of its events sent to `channel`, then a last "done" or
+    "error" message, delivered before the task returns. With `upload`, trains in a scratch folder of this node
+    and returns the published model folder as a tar archive."""
+    import ray
+
+    from .trainer import train
+
+    req = TrainRequest.from_dict(request)
+    scratch = Path(tempfile.mkdtemp(prefix="mimicbot-ray-")) if upload else None
+    archive = None
+    try:
+        if scratch is not None:
+            req.models_dir, work_dir = str(scratch / "models"), str(scratch / "models" / ".work" / "job")
+            Path(work_dir).parent.mkdir(parents=True)
+        result = train(req, Path(work_dir), lambda event: channel.put.remote(event))
+        if scratch is not None:
+            archive = pack_dir(Path(result["path"]))
+        message = {"type": "done", "result": result}
+    except MimicbotError as e:
+        message = {"type": "error", "message": str(e)}
+    except Exception as e:  # noqa: BLE001 - anything the trainer raises ends the job, with its type
+        traceback.print_exc()
+        message = {"type": "error", "message": f"{type(e).__name__}: {e}"}
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    ray.get(channel.put.remote(message))
+    return archive
+
+
+class _Channel:
+    """The events of one task, in the order it sent them (a Ray actor; calls from one caller run in order)."""
+
+    def __init__(self) -> None:
+        self._items: list[dict] = []
+
+    def put(self, item: dict) -> None:
+        self._items.append(item)
+
+    def drain(self) -> list[dict]:
+        items, self._items = self._items, []
+        return items
+
+
+_REMOTES: dict = {}
+
+
+def _remote(ray, target, **options):
+    """`ray.remote(**options)(target)`, made once per process (Ray is imported only when it is used)."""
+    key = (target, tuple(sorted(options.items())))
+    if key not in _REMOTES:
+        _REMOTES[key] = ray.remote(**options)(target)
+    return _REMOTES[key]
+
+
+# -- the supervisor's side ------------------------------------------------------------------------
+
+
+class _TaskReader:
+    """A Ray task's channel as worker._pump reads a child's pipe: `poll(timeout)` and `recv()`, which raises
+    EOFError once the task has ended and every message it sent has been read."""
+
+    def __init__(self, ray, channel, task):
+        self.ray, self.channel, self.task = ray, channel, task
+        self.buffer: deque[dict] = deque()
+        self.ended = False
+
+    def poll(self, timeout: float) -> bool:
+        if not self.buffer and not self.ended:
+            ended = bool(self.ray.wait([self.task], timeout=timeout)[0])
+            self.buffer.extend(self.ray.get(self.channel.drain.remote()))  # after `ended`: nothing is missed
+            self.ended = ended and not self.buffer
+        return bool(self.buffer) or self.ended
+
+    def recv(self) -> dict:
+        if self.buffer:
+            return self.buffer.popleft()
+        raise EOFError
+
+
+def _task_failure(ray, task) -> str:
+    """Why a task ended without a last message (its worker died, its node was lost, ...)."""
+    try:
+        ray.get(task, timeout=10)
+    except Exception as e:  # noqa: BLE001 - Ray's error types vary with the cause; the text is what a person reads
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return f"the Ray training task failed: {type(e).__name__}{': ' + first if first else ''}"
+    return "the Ray training task ended without reporting a result"
+
+
+def pack_dir(folder: Path) -> bytes:
+    """A folder as an uncompressed tar archive (weights do not compress), its entries relative to it."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+    return buffer.getvalue()
+
+
+def install_archive(archive: bytes, work_dir: Path, final_dir: Path) -> Path:
+    """Unpack a model archive into `work_dir`, then publish it to `final_dir` as the trainer does (rename)."""
+    from .trainer import publish
+
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r") as tar:
+        tar.extractall(work_dir, filter="data")  # refuses absolute paths, '..' and links out of work_dir
+    return publish(work_dir, final_dir)

@@ -1,0 +1,94 @@
+"""A tiny GPT-2 built on this machine, for demos and tests only (`base_model="tiny"`).
+
+No pretrained weights can be downloaded here, so the offline base model is made from scratch: a byte-level
+BPE tokenizer trained on the bundled sample archives (bot/samples/*.zip, cleaned as the recipe cleans) and
+a two-layer GPT-2 with random weights from a fixed seed. Same inputs, same files. It knows no English
+beyond the samples' words; fine-tuning it shows the pipeline working, not a good writer.
+
+It is built once per models directory, at `<models_dir>/_base/tiny/`, in a temporary folder that is then
+renamed into place: a reader never sees half a model, and when two processes build it at the same time
+one rename wins and the other process uses the winner's copy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..cleaning import EOT, clean_text
+from ..sources.files import ArchiveSource
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+VOCAB_SIZE = 2048  # asked for; the samples' small vocabulary stops BPE at about 950 (every word one token)
+N_POSITIONS = 256
+N_EMBD = 128
+N_LAYER = 2
+N_HEAD = 2
+SEED = 0
+
+
+def tiny_dir(models_dir: Path) -> Path:
+    return Path(models_dir) / "_base" / "tiny"
+
+
+def ensure_tiny_base(models_dir: Path) -> Path:
+    """The tiny base model's folder, built on first use. Loads with `from_pretrained(folder)`."""
+    final = tiny_dir(models_dir)
+    if (final / "config.json").exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=final.parent))
+    try:
+        build_tiny(tmp)
+        make_readable(tmp)
+        os.rename(tmp, final)
+    except OSError:
+        if not (final / "config.json").exists():  # not a lost race: a real failure
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def make_readable(folder: Path) -> None:
+    """Let every user read a model folder: mkdtemp makes it private, and transformers writes its weights 0600,
+    but a model trained by one process (or user) is loaded by another."""
+    os.chmod(folder, 0o755)
+    for path in folder.iterdir():
+        if path.is_file():
+            os.chmod(path, 0o644)
+
+
+def sample_texts() -> list[str]:
+    """Every bundled sample post, cleaned (retweets and short posts too: more text for the tokenizer)."""
+    texts = []
+    for archive in sorted(SAMPLES.glob("*.zip")):
+        texts += [clean_text(p.text) for p in ArchiveSource(archive).read().posts]
+    return [t for t in texts if t]
+
+
+def build_tiny(out: Path) -> None:
+    """Write the tokenizer and the randomly initialised model into `out`."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(sample_texts(), vocab_size=VOCAB_SIZE, min_frequency=2, special_tokens=[EOT],
+                            show_progress=False)
+    with tempfile.TemporaryDirectory() as files:
+        bpe.save_model(files)  # vocab.json + merges.txt, the GPT-2 tokenizer's own format
+        tokenizer = GPT2TokenizerFast.from_pretrained(files, model_max_length=N_POSITIONS)
+    tokenizer.pad_token = tokenizer.eos_token  # GPT-2 has no padding token; the recipe's choice
+    eot = tokenizer.convert_tokens_to_ids(EOT)
+
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=N_POSITIONS, n_embd=N_EMBD, n_layer=N_LAYER,
+                        n_head=N_HEAD, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot)
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+        torch.manual_seed(SEED)
+        model = GPT2LMHeadModel(config)
+    model.generation_config.pad_token_id = eot
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)

@@ -1,0 +1,477 @@
+"""Fine-tune GPT-2 on a few people's posts: the huggingtweets recipe, on one page, top to bottom.
+
+    train(req, work_dir, on_event) -> the run's record (training.json)
+
+runs in a training child process (bot/training/worker.py) and does, in order:
+
+1. **Base model**: "tiny" (the offline demo model, bot/training/tiny.py), a local folder, or a hub id.
+2. **Seed**: the request's, or a random one; recorded, so a run can be repeated.
+3. **Data**: 10 % of each account's posts (at least one) are held out for evaluation. With several
+   accounts, each one's posts are repeated until it has as many characters as the largest. Posts are
+   tokenised once; each epoch is a shuffled copy of the posts (the recipe's "4 shuffled copies"),
+   joined as EOT + post + EOT + ... + EOT and cut into packed blocks: posts run across block edges,
+   nothing is padded.
+4. **Device and precision**: CUDA (bf16, else fp16 with a gradient scaler) or the CPU (bf16 autocast
+   when the CPU does bf16 natively, else fp32; one core is left to the service). AdamW (fused where
+   torch has it), cosine schedule with no warm-up, gradient clipping at 1.0, as the transformers
+   Trainer that the recipe used does. Weights stay fp32; autocast computes in the lower precision.
+5. **Eval**: loss and perplexity on the held-out posts, before and after training.
+6. **Progress**: `on_event` gets phase events ("load", "eval", "train", "save") and progress events at
+   most every PROGRESS_EVERY_S seconds, plus the first and the last step. An exception raised by
+   `on_event` stops the run; nothing is published.
+7. **Save** into `work_dir`: weights, tokenizer, generation defaults, training.json, loss.png,
+   anticopy.json, a few samples drawn as predictions.png, the card README.md; then **publish**: the
+   finished folder is renamed to `<models_dir>/<model_id>`, replacing an older model of that id only now.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from ..cleaning import EOT, joined_chars
+from ..errors import ConfigError, ValidationError
+from ..generation import DEFAULTS, LoadedModel, generate
+from ..generation.anticopy import INDEX_FILE, build_index
+from ..generation.sampling import DEFAULT_PROMPT
+from ..tracking import Tracker
+from .card import write_card
+from .pictures import loss_png, predictions_png
+from .spec import TrainRequest, check_request, display_name_for
+from .tiny import ensure_tiny_base, make_readable
+
+PROGRESS_EVERY_S = 0.5
+MAX_GRAD_NORM = 1.0  # the transformers Trainer's default, which the recipe trained with
+WEIGHT_DECAY = 0.0  # idem
+MAX_BLOCK = 1024
+CARD_SAMPLES = 5  # samples drawn for predictions.png
+GENERATION = {"do_sample": True, **DEFAULTS, "min_length": 10}  # the recipe's, saved as the model's defaults
+
+Event = Callable[[dict], None]
+
+
+def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
+    """Fine-tune, save into `work_dir`, publish to `<models_dir>/<model_id>`; returns the training.json dict."""
+    started_at, started = datetime.now(UTC), time.perf_counter()
+    work_dir, models_dir = Path(work_dir), Path(req.models_dir)
+    check_request(req)
+    work_dir.mkdir(parents=True, exist_ok=True)  # the pool removes it, whatever happens
+    seed = req.seed if req.seed is not None else random.SystemRandom().randrange(2**31)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+
+    # 1. base model ------------------------------------------------------------------------------
+    on_event({"type": "phase", "phase": "load"})
+    source, kind = resolve_base(req.base_model, models_dir)
+    model, tokenizer = load_base(source, req.base_model)
+    device = pick_device(req.device)
+    precision = pick_precision(req.precision, device)
+    threads = pick_threads(device)
+    model.to(device)
+    autocast = autocast_for(device, precision)
+    eot = tokenizer.eos_token_id
+
+    # 2-3. data ----------------------------------------------------------------------------------
+    splits = [split_held_out(a.texts, req.eval_fraction, rng) for a in req.accounts]
+    train_posts = balance([kept for kept, _ in splits])
+    held_out = [post for _, out in splits for post in out]
+    posts = [post for account in train_posts for post in account]
+    post_ids = tokenize(tokenizer, posts)
+    eval_ids = join_posts(tokenize(tokenizer, held_out), eot) if held_out else []
+    stream_len = sum(len(ids) for ids in post_ids) + len(post_ids) + 1  # the same every epoch
+    block_size = pick_block_size(req.block_size, model.config.n_positions, stream_len)
+    blocks_per_epoch = len(block_starts(stream_len, block_size))
+    total = req.epochs * math.ceil(blocks_per_epoch / req.batch_size)
+    if req.max_steps:
+        total = min(total, req.max_steps)
+
+    # 4. optimiser and schedule ------------------------------------------------------------------
+    optimizer, fused = make_optimizer(model, req.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    # 5. eval before -----------------------------------------------------------------------------
+    on_event({"type": "phase", "phase": "eval"})
+    loss_before = evaluate(model, eval_ids, block_size, device, autocast)
+
+    # 6. the loop --------------------------------------------------------------------------------
+    tracker = Tracker.for_request(req)  # W&B, when MIMICBOT_WANDB asks for it (bot/tracking.py)
+    on_event({"type": "phase", "phase": "train"})
+    progress = Progress(on_event, total)
+    losses: list[float] = []
+    step = tokens = 0
+    model.train()
+    for _ in range(req.epochs):
+        order = rng.sample(range(len(post_ids)), len(post_ids))  # this epoch's shuffled copy of the posts
+        blocks = pack(join_posts([post_ids[i] for i in order], eot), block_size)
+        for first in range(0, len(blocks), req.batch_size):
+            if step == total:
+                break
+            batch = blocks[first:first + req.batch_size].to(device)
+            with autocast():
+                loss = model(input_ids=batch, labels=batch).loss
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            schedule.step()
+            step, tokens = step + 1, tokens + batch.numel()
+            losses.append(loss.item())
+            progress.update(step, losses[-1], tokens)
+            tracker.log(step, {"loss": losses[-1]})
+    train_seconds = progress.elapsed()
+
+    # 5. eval after ------------------------------------------------------------------------------
+    on_event({"type": "phase", "phase": "eval"})
+    loss_after = evaluate(model, eval_ids, block_size, device, autocast)
+
+    # 7. save, then publish ----------------------------------------------------------------------
+    on_event({"type": "phase", "phase": "save"})
+    model.eval()
+    save_model(model, tokenizer, work_dir)
+    info = {
+        "model_id": req.model_id,
+        "display_name": display_name_for([a.display_name or a.handle for a in req.accounts]),
+        "kind": "BOT" if len(req.accounts) == 1 else "CYBORG",
+        "accounts": [
+            {"handle": a.handle, "display_name": a.display_name, "network": a.network, "avatar_url": a.avatar_url,
+             "stats": a.stats, "train_posts": len(kept), "held_out_posts": len(out),
+             "train_chars": joined_chars(balanced)}
+            for a, (kept, out), balanced in zip(req.accounts, splits, train_posts)
+        ],
+        "base_model": req.base_model,
+        "base_model_kind": kind,
+        "hyperparameters": {
+            "epochs": req.epochs, "lr": req.lr, "schedule": "cosine, no warm-up",
+            "optimizer": "AdamW (fused)" if fused else "AdamW", "weight_decay": WEIGHT_DECAY,
+            "max_grad_norm": MAX_GRAD_NORM, "batch_size": req.batch_size, "block_size": block_size,
+            "seed": seed, "eval_fraction": req.eval_fraction, "max_steps": req.max_steps,
+        },
+        "device": str(device),
+        "precision": precision,
+        "cpu_threads": threads,
+        "steps": step,
+        "blocks_per_epoch": blocks_per_epoch,
+        "trained_tokens": tokens,
+        "tokens_per_s": round(tokens / train_seconds, 1) if train_seconds else None,
+        "eval": {
+            "held_out_posts": len(held_out), "held_out_tokens": len(eval_ids),
+            "loss_before": _finite(loss_before), "loss_after": _finite(loss_after),
+            "perplexity_before": perplexity(loss_before), "perplexity_after": perplexity(loss_after),
+        },
+        "losses": [round(x, 4) for x in losses],
+        "versions": versions(),
+        "created_at": started_at.isoformat(timespec="seconds"),
+    }
+    info["generation"] = write_extras(work_dir, info, model, tokenizer, req, seed)
+    info["train_seconds"] = round(train_seconds, 2)
+    info["duration_s"] = round(time.perf_counter() - started, 2)
+    info["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    write_json(work_dir / "training.json", info)
+    write_card(work_dir)
+    final = publish(work_dir, models_dir / req.model_id)
+    tracker.finish(info, final)
+    return {**info, "path": str(final)}
+
+
+# -- 1. base model ------------------------------------------------------------------------------------
+
+
+def resolve_base(name: str, models_dir: Path) -> tuple[str, str]:
+    """(what from_pretrained gets, "tiny" | "local" | "hub")."""
+    if name == "tiny":
+        return str(ensure_tiny_base(models_dir)), "tiny"
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path), "local"
+    if path.is_absolute() or name.startswith((".", "~")) or path.exists():
+        raise ConfigError(f"cannot load base model {name!r}: no such model folder")
+    return name, "hub"
+
+
+def load_base(source: str, name: str):
+    """The model (fp32 weights) and its tokenizer, which must use the recipe's end-of-text token."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # progress goes through on_event, not to the job's log
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    except (OSError, ValueError, KeyError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"cannot load base model {name!r}: {reason}") from None
+    if tokenizer.eos_token != EOT:
+        raise ConfigError(f"cannot use base model {name!r}: its end-of-text token is {tokenizer.eos_token!r}, "
+                          f"not GPT-2's {EOT!r}")
+    tokenizer.pad_token = tokenizer.eos_token
+    if not hasattr(model.config, "n_positions"):
+        model.config.n_positions = getattr(model.config, "max_position_embeddings", MAX_BLOCK)
+    return model, tokenizer
+
+
+# -- 3. data --------------------------------------------------------------------------------------------
+
+
+def split_held_out(texts: list[str], fraction: float, rng: random.Random) -> tuple[list[str], list[str]]:
+    """(kept for training, held out): `fraction` of the posts at random, at least one, never all of them."""
+    n = len(texts)
+    k = 0 if fraction <= 0 or n < 2 else min(n - 1, max(1, round(n * fraction)))
+    held = set(rng.sample(range(n), k))
+    return [t for i, t in enumerate(texts) if i not in held], [t for i, t in enumerate(texts) if i in held]
+
+
+def balance(accounts: list[list[str]]) -> list[list[str]]:
+    """Each account's posts repeated (whole copies, then from the start again) until it has as many
+    characters as the largest account, so that one person does not drown out the others (the recipe)."""
+    target = max(joined_chars(posts) for posts in accounts)
+    balanced = []
+    for posts in accounts:
+        unit = len(EOT)  # k copies hold k * (chars + unit) - unit joined characters
+        repeated = posts * max(1, (target + unit) // (joined_chars(posts) + unit))
+        have = joined_chars(repeated)
+        i = 0
+        while have < target:
+            post = posts[i % len(posts)]
+            repeated.append(post)
+            have += len(post) + len(EOT)
+            i += 1
+        balanced.append(repeated)
+    return balanced
+
+
+def tokenize(tokenizer, posts: list[str]) -> list[list[int]]:
+    """Token ids of each post, each distinct text tokenised once. A literal "<|endoftext|>" inside a post
+    stays text: only the joins between posts are end-of-text tokens."""
+    distinct = list(dict.fromkeys(posts))
+    ids = tokenizer(distinct, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    by_text = dict(zip(distinct, ids))
+    return [by_text[p] for p in posts]
+
+
+def join_posts(post_ids: list[list[int]], eot: int) -> list[int]:
+    """The recipe's text as token ids: EOT + posts joined by EOT + EOT."""
+    out = [eot]
+    for ids in post_ids:
+        out += ids
+        out.append(eot)
+    return out
+
+
+def pick_block_size(requested: int | None, context: int, stream_len: int) -> int:
+    """The request's block size, else min(1024, the model's context); never more than the text holds."""
+    if requested and requested > context:
+        raise ValidationError(f"block_size {requested} is longer than the base model's context ({context} tokens)")
+    return min(requested or min(MAX_BLOCK, context), stream_len)
+
+
+def block_starts(length: int, block_size: int) -> list[int]:
+    """Where each full block starts. The tail that does not fill a block becomes one more block ending at
+    the text's end (overlapping the one before it), so no post is dropped and no block is padded."""
+    starts = list(range(0, length - block_size + 1, block_size))
+    if starts and starts[-1] + block_size < length:
+        starts.append(length - block_size)
+    return starts
+
+
+def pack(ids: list[int], block_size: int) -> torch.Tensor:
+    """The token stream as a (blocks, block_size) tensor of consecutive tokens, no padding."""
+    stream = torch.tensor(ids, dtype=torch.long)
+    return torch.stack([stream[s:s + block_size] for s in block_starts(len(ids), block_size)])
+
+
+# -- 4. device, precision, optimiser --------------------------------------------------------------------
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for, but torch sees no CUDA GPU")
+    if requested == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def pick_threads(device: torch.device) -> int:
+    """On the CPU, train with one core fewer than the machine has (at least one), unless OMP_NUM_THREADS says
+    otherwise: the service that spawned this process keeps a core to answer and generate on. Measured on a
+    busy 2-core machine, two training threads competing with other work ran 10x slower than one."""
+    if device.type == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
+    return torch.get_num_threads()
+
+
+def pick_precision(requested: str, device: torch.device) -> str:
+    """fp32, bf16 or fp16 (autocast; weights stay fp32). Auto: bf16 where the hardware has it."""
+    if requested != "auto":
+        if requested == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("precision bf16 was asked for, but this GPU does not support it")
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16, AMX or Arm BF16) and torch's bf16 matmul runs.
+    Without native support bf16 is emulated and slower than fp32."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    native = bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}) if flags else torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if not native:
+        return False
+    try:
+        a = torch.ones(8, 8, dtype=torch.bfloat16)
+        return bool((a @ a)[0, 0].item() == 8)
+    except RuntimeError:
+        return False
+
+
+def autocast_for(device: torch.device, precision: str) -> Callable:
+    """A context-manager factory: autocast to bf16/fp16, or nothing for fp32."""
+    if precision == "fp32":
+        return nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_optimizer(model, lr: float) -> tuple[torch.optim.Optimizer, bool]:
+    """AdamW, fused (one kernel for all parameters) where this torch and device support it."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY, fused=True), True
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY), False
+
+
+# -- 5. eval ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(model, ids: list[int], block_size: int, device: torch.device, autocast: Callable) -> float | None:
+    """Mean loss per predicted token over the held-out stream, cut into blocks like the training text (the
+    last one may be short, so each token is scored once). None when nothing is held out."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(ids), block_size):
+        chunk = ids[start:start + block_size]
+        if len(chunk) < 2:
+            continue
+        x = torch.tensor([chunk], dtype=torch.long, device=device)
+        with autocast():
+            loss = model(input_ids=x, labels=x).loss
+        total += loss.float().item() * (len(chunk) - 1)
+        count += len(chunk) - 1
+    model.train(was_training)
+    return total / count if count else None
+
+
+def _finite(x: float | None) -> float | None:
+    return round(x, 4) if x is not None and math.isfinite(x) else None
+
+
+def perplexity(loss: float | None) -> float | None:
+    if loss is None or not math.isfinite(loss) or loss > 700:
+        return None
+    return round(math.exp(loss), 2)
+
+
+# -- 6. progress -----------------------------------------------------------------------------------------
+
+
+class Progress:
+    """Progress events at most every PROGRESS_EVERY_S seconds, and always for the first and last steps."""
+
+    def __init__(self, on_event: Event, total: int):
+        self.on_event, self.total = on_event, total
+        self.started = time.perf_counter()
+        self.sent_at = -math.inf  # the first step is reported at once
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def update(self, step: int, loss: float, tokens: int) -> None:
+        now = time.perf_counter()
+        if now - self.sent_at < PROGRESS_EVERY_S and step < self.total:
+            return
+        self.sent_at = now
+        elapsed = now - self.started
+        self.on_event({"type": "progress", "phase": "train", "step": step, "total": self.total, "loss": loss,
+                       "tokens_per_s": tokens / elapsed if elapsed else 0.0,
+                       "eta_s": elapsed / step * (self.total - step)})
+
+
+# -- 7. saving and publishing ------------------------------------------------------------------------
+
+
+def save_model(model, tokenizer, out: Path) -> None:
+    """Weights, tokenizer and the recipe's generation defaults. `config.prefix` is what the transformers
+    text-generation pipeline puts before every prompt, as huggingtweets' models did."""
+    from transformers import GenerationConfig
+
+    eot = tokenizer.eos_token_id
+    model.config.prefix = EOT
+    model.generation_config = GenerationConfig(**GENERATION, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
+                                               prefix=EOT)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    make_readable(out)
+
+
+def write_extras(out: Path, info: dict, model, tokenizer, req: TrainRequest, seed: int) -> dict:
+    """loss.png, anticopy.json, and a few samples (refused when they copy a post) drawn as predictions.png.
+    Returns the generation record for training.json."""
+    loss_png(out / "loss.png", info["losses"])
+    index = build_index([t for a in req.accounts for t in a.texts])  # every kept post, held-out ones too
+    index.save(out / INDEX_FILE)
+    result = generate(LoadedModel(req.model_id, model, tokenizer, dict(DEFAULTS), index), DEFAULT_PROMPT,
+                      CARD_SAMPLES, seed=seed, extra_rounds=1)
+    predictions_png(out / "predictions.png", info["accounts"], DEFAULT_PROMPT, result.texts)
+    return {**GENERATION, "prefix": EOT, "prompt": DEFAULT_PROMPT, "samples": result.texts, "refused": result.rejected}
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def publish(work_dir: Path, final_dir: Path) -> Path:
+    """Move a finished model folder into place. A model already there is renamed away first, the new one
+    renamed in, then the old one deleted; if the second rename fails the old model is put back."""
+    work_dir, final_dir = Path(work_dir), Path(final_dir)
+    old = None
+    if final_dir.exists():
+        old = final_dir.with_name(f".replaced-{final_dir.name}-{uuid.uuid4().hex[:8]}")
+        os.rename(final_dir, old)
+    try:
+        os.rename(work_dir, final_dir)
+    except OSError:
+        if old is not None:
+            os.rename(old, final_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final_dir
+
+
+def versions() -> dict:
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()}

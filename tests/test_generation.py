@@ -1,0 +1,395 @@
+"""Sampling from real (tiny) GPT-2 models: per-row stopping at newline / end-of-text, seeds, settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from typer.testing import CliRunner
+
+from bot.cleaning import EOT
+from bot.cli import _register, app
+from bot.errors import UnknownModel, ValidationError
+from bot.generation.anticopy import INDEX_FILE, build_index
+from bot.generation.models import GENERATION_FILE, TRAINING_FILE
+from bot.generation.sampling import first_line, sample, stop_token_ids
+from bot.service import Mimicbot
+from bot.training.tiny import ensure_tiny_base
+
+CORPUS = ["My dream is la la la la", "la la la\nla la", "Hello world, my dream is a compiler"] * 20
+
+
+def byte_bpe_tokenizer(texts: list[str], vocab_size: int = 300) -> PreTrainedTokenizerFast:
+    """A GPT-2-style byte-level BPE tokenizer, trained in milliseconds on `texts`."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOT, bos_token=EOT, unk_token=EOT)
+
+
+def random_gpt2(tokenizer, seed: int = 0, **config) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    sizes = {"n_positions": 256, "n_embd": 32, "n_layer": 2, "n_head": 2, **config}
+    cfg = GPT2Config(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
+                     eos_token_id=tokenizer.eos_token_id, **sizes)
+    return GPT2LMHeadModel(cfg).eval()
+
+
+def fixed_distribution_gpt2(tokenizer, probs: dict[int, float], **config) -> GPT2LMHeadModel:
+    """A GPT-2 whose next-token distribution is `probs` at every step, whatever the input.
+
+    The final layer norm outputs a constant vector of ones, so the logits are the row sums of the
+    (untied) output matrix: row i is set to log(p_i) / n_embd, and every other token gets -50."""
+    model = random_gpt2(tokenizer, tie_word_embeddings=False, **config)
+    with torch.no_grad():
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.fill_(1.0)
+        logits = torch.full((len(tokenizer),), -50.0)
+        for token, p in probs.items():
+            logits[token] = torch.log(torch.tensor(p))
+        model.lm_head.weight.copy_((logits / model.config.n_embd)[:, None].expand_as(model.lm_head.weight))
+    return model
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return byte_bpe_tokenizer(CORPUS)
+
+
+def single_id(tokenizer, text: str) -> int:
+    ids = tokenizer.encode(text)
+    assert len(ids) == 1, f"{text!r} is not one token: {ids}"
+    return ids[0]
+
+
+class ForwardCounter:
+    """Counts forward passes of a model (one per generated token with the KV cache)."""
+
+    def __init__(self, model):
+        self.calls = 0
+        self.handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, *args):
+        self.calls += 1
+
+
+def test_stop_ids_cover_newline_tokens_and_eot(tokenizer):
+    stop = set(stop_token_ids(tokenizer).tolist())
+    assert tokenizer.eos_token_id in stop
+    assert single_id(tokenizer, "\n") in stop
+    assert single_id(tokenizer, " la") not in stop
+    decoded = [tokenizer.decode([i]) for i in stop if i != tokenizer.eos_token_id]
+    assert decoded and all(t.splitlines() != [t] for t in decoded)  # each holds a line break
+
+
+@pytest.mark.parametrize("stop_text", ["\n", EOT])
+def test_each_row_stops_at_its_first_newline_or_eot(tokenizer, stop_text):
+    la, stop = single_id(tokenizer, " la"), single_id(tokenizer, stop_text)
+    model = fixed_distribution_gpt2(tokenizer, {la: 0.75, stop: 0.25})
+    counter = ForwardCounter(model)
+    texts = sample(model, tokenizer, "My dream is", n=8, max_new_tokens=200, seed=3, top_p=1.0)
+    assert len(texts) == 8
+    assert all(re.fullmatch(r"My dream is( la)*", t) for t in texts), texts
+    lengths = [t.count(" la") for t in texts]
+    assert len(set(lengths)) > 1  # rows stopped at different steps
+    # the batch ran exactly until its longest row emitted its stop token, not to max_new_tokens
+    assert counter.calls == max(lengths) + 1 < 200
+
+
+def test_a_newline_in_the_prompt_is_folded(tokenizer):
+    la, newline = single_id(tokenizer, " la"), single_id(tokenizer, "\n")
+    model = fixed_distribution_gpt2(tokenizer, {la: 0.5, newline: 0.5})
+    texts = sample(model, tokenizer, "My dream is\nhidden", n=4, max_new_tokens=30, seed=0)
+    assert all(t.startswith("My dream is hidden") and "\n" not in t for t in texts)  # newline folded in prompt
+
+
+def test_first_line_cleans_the_decoded_row():
+    assert first_line("My dream is  a\x00 cat\x0cmore") == "My dream is a cat"
+    assert first_line("My dream is ok\r\nnext post") == "My dream is ok"
+    assert first_line("") == ""
+
+
+def test_seed_makes_sampling_deterministic(tokenizer):
+    model = random_gpt2(tokenizer)
+    a = sample(model, tokenizer, n=5, max_new_tokens=20, seed=42)
+    b = sample(model, tokenizer, n=5, max_new_tokens=20, seed=42)
+    c = sample(model, tokenizer, n=5, max_new_tokens=20, seed=43)
+    assert a == b
+    assert a != c
+    assert all(t.startswith("My dream is") and EOT not in t and "\n" not in t for t in a)
+
+
+def test_sampling_leaves_the_global_rng_alone(tokenizer):
+    model = random_gpt2(tokenizer)
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    sample(model, tokenizer, n=2, max_new_tokens=5, seed=1)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_top_k_one_is_greedy(tokenizer):
+    la, newline = single_id(tokenizer, " la"), single_id(tokenizer, "\n")
+    model = fixed_distribution_gpt2(tokenizer, {la: 0.9, newline: 0.1})
+    # top_k=1 is greedy: always " la", never the newline, so every row runs to max_new_tokens
+    texts = sample(model, tokenizer, n=3, max_new_tokens=7, top_k=1, seed=0)
+    assert texts == ["My dream is" + " la" * 7] * 3
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"temperature": 0}, "temperature must be above 0"),
+    ({"top_p": 0}, "top_p must be in"),
+    ({"top_p": 1.5}, "top_p must be in"),
+    ({"top_k": -1}, "top_k must be 0"),
+    ({"n": 0}, "n must be between"),
+    ({"max_new_tokens": 0}, "max_new_tokens must be between"),
+])
+def test_bad_settings_are_refused(tokenizer, kwargs, message):
+    model = random_gpt2(tokenizer)
+    with pytest.raises(ValidationError, match=message):
+        sample(model, tokenizer, **kwargs)
+
+
+# -- model directories, the service's generate, the CLI -----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """Engineer-built offline base: the tiny tokenizer (trained on the bundled samples) and random GPT-2."""
+    return ensure_tiny_base(tmp_path_factory.mktemp("base"))
+
+
+def make_model_dir(models_dir: Path, model_id: str, base: Path, *, model=None, training_texts=(),
+                   generation: dict | None = None, record: dict | None = None) -> Path:
+    """A model directory as the trainer publishes it: weights, tokenizer, generation config, anti-copy
+    index and training.json."""
+    path = Path(models_dir) / model_id
+    (model or AutoModelForCausalLM.from_pretrained(base)).save_pretrained(path)
+    AutoTokenizer.from_pretrained(base).save_pretrained(path)
+    if generation is not None:
+        config = json.loads((path / GENERATION_FILE).read_text())
+        (path / GENERATION_FILE).write_text(json.dumps({**config, **generation}))
+    build_index(list(training_texts)).save(path / INDEX_FILE)
+    record = record or {"model_id": model_id, "display_name": model_id.title(),
+                        "accounts": [{"handle": model_id, "display_name": model_id.title()}],
+                        "finished_at": "2025-12-06T18:20:30+00:00", "eval": {"perplexity_after": 12.5}}
+    (path / TRAINING_FILE).write_text(json.dumps(record))
+    return path
+
+
+def tiny_fixed_model(base: Path, probs_by_text: dict[str, float]):
+    """The tiny base's tokenizer with a fixed next-token distribution over the given (one-token) texts."""
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    return fixed_distribution_gpt2(tokenizer, {single_id(tokenizer, t): p for t, p in probs_by_text.items()})
+
+
+@pytest.fixture
+def bot(settings):
+    service = Mimicbot(settings)
+    yield service
+    service.close()
+
+
+def test_service_generate_refuses_copies_and_resamples(bot, settings, tiny_base):
+    model = tiny_fixed_model(tiny_base, {" coffee": 0.8, "\n": 0.2})
+    make_model_dir(settings.models_dir, "ada", tiny_base, model=model,
+                   training_texts=["My dream is coffee", "My dream is coffee coffee coffee"])
+    result = bot.generate("ada", n=3, seed=5, top_p=1.0, max_new_tokens=12)
+    refused = {"My dream is", "My dream is coffee", "My dream is coffee coffee coffee"}
+    assert len(result.texts) == 3 and len(set(result.texts)) == 3
+    assert all(re.fullmatch(r"My dream is( coffee)+", t) and t not in refused for t in result.texts)
+    assert result.rejected == result.attempts - 3 > 0
+    assert "exact copy of a training post" in result.reasons
+    assert result.settings == {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": 12, "seed": 5}
+    assert bot.generate("ada", n=3, seed=5, top_p=1.0, max_new_tokens=12).texts == result.texts
+
+
+def test_generation_gives_up_after_its_budget(bot, settings, tiny_base):
+    # greedy: always the same text, which is a training post
+    model = tiny_fixed_model(tiny_base, {" coffee": 0.9, "\n": 0.1})
+    make_model_dir(settings.models_dir, "ada", tiny_base, model=model,
+                   training_texts=["My dream is coffee coffee coffee"], generation={"top_k": 1, "max_new_tokens": 3})
+    result = bot.generate("ada", n=5)
+    assert result.texts == []
+    assert result.attempts == 5 + 10 + 10 + 10  # the first round, then 3 rounds of twice the shortfall
+    assert result.rejected == 35
+    assert result.settings["top_k"] == 1 and result.settings["max_new_tokens"] == 3  # from generation_config.json
+
+
+def test_model_max_length_counts_the_prompt(bot, settings, tiny_base):
+    model = tiny_fixed_model(tiny_base, {" coffee": 1.0})
+    make_model_dir(settings.models_dir, "ada", tiny_base, model=model, generation={"max_length": 10})
+    result = bot.generate("ada", n=1, seed=0)
+    prompt_tokens = 1 + 3  # <|endoftext|> My dream is
+    assert result.settings["max_new_tokens"] == 10 - prompt_tokens
+    assert result.texts == ["My dream is" + " coffee" * 6]
+
+
+async def test_agenerate_runs_off_the_event_loop(bot, settings, tiny_base):
+    make_model_dir(settings.models_dir, "ada", tiny_base)
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    result = await bot.agenerate("ada", n=2, seed=1, max_new_tokens=40)
+    task.cancel()
+    assert len(result.texts) + result.rejected == result.attempts
+    assert ticks > 1  # the loop kept running while the model loaded and sampled
+
+
+def test_unknown_model_suggests_close_ids(bot, settings, tiny_base):
+    make_model_dir(settings.models_dir, "ada_bytes", tiny_base)
+    with pytest.raises(UnknownModel, match="no model 'ada_byte'; did you mean ada_bytes"):
+        bot.generate("ada_byte")
+    with pytest.raises(UnknownModel, match="models: ada_bytes"):
+        bot.generate("zzz")
+    with pytest.raises(UnknownModel):
+        bot.generate("../ada_bytes")
+
+
+def cli(*args: str, input: str | None = None):
+    _register()
+    return CliRunner().invoke(app, list(args), input=input)
+
+
+def test_cli_generate_json(settings, tiny_base, monkeypatch):
+    make_model_dir(settings.models_dir, "ada", tiny_base, training_texts=["My dream is coffee"])
+    monkeypatch.setenv("MIMICBOT_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("MIMICBOT_MODELS_DIR", str(settings.models_dir))
+    args = ["generate", "ada", "--prompt", "Hot take:", "-n", "3", "--seed", "7", "--max-new-tokens", "20",
+            "--temperature", "0.9", "--top-k", "40", "--json"]
+    first = cli(*args)
+    assert first.exit_code == 0, first.output
+    data = json.loads(first.stdout)
+    assert data["model_id"] == "ada" and data["prompt"] == "Hot take:"
+    assert len(data["texts"]) + data["rejected"] == data["attempts"] >= 3
+    assert all(t.startswith("Hot take:") for t in data["texts"])
+    assert data["settings"] == {"temperature": 0.9, "top_p": 0.95, "top_k": 40, "max_new_tokens": 20, "seed": 7}
+    assert json.loads(cli(*args).stdout)["texts"] == data["texts"]
+
+
+def test_cli_generate_errors_are_one_line(settings, tiny_base, monkeypatch):
+    make_model_dir(settings.models_dir, "ada", tiny_base)
+    monkeypatch.setenv("MIMICBOT_MODELS_DIR", str(settings.models_dir))
+    monkeypatch.setenv("MIMICBOT_DATA_DIR", str(settings.data_dir))
+    result = cli("generate", "adaa")
+    assert result.exit_code == 2
+    assert "no model 'adaa'; did you mean ada?" in result.stderr
+    result = cli("generate", "ada", "--temperature", "0")
+    assert result.exit_code == 2 and "temperature must be above 0" in result.stderr
+
+
+# -- the model store and `mimicbot models` --------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(settings, monkeypatch):
+    monkeypatch.setenv("MIMICBOT_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("MIMICBOT_MODELS_DIR", str(settings.models_dir))
+    return settings
+
+
+def test_models_list_skips_scratch_folders(bot, settings, tiny_base):
+    make_model_dir(settings.models_dir, "ada", tiny_base)
+    make_model_dir(settings.models_dir, "bob", tiny_base, record={"display_name": "Bob"})
+    (settings.models_dir / ".work" / "job-1").mkdir(parents=True)
+    (settings.models_dir / "half").mkdir()  # no config.json: not a model
+    ensure_tiny_base(settings.models_dir)  # models/_base/tiny is a base, not a model
+    rows = bot.models()
+    assert [r["id"] for r in rows] == ["ada", "bob"]
+    ada, bob = rows
+    assert ada["display_name"] == "Ada" and ada["accounts"] == ["ada"] and ada["perplexity_after"] == 12.5
+    assert ada["created_at"] == "2025-12-06T18:20:30+00:00" and ada["size_mb"] > 1
+    assert bob["display_name"] == "Bob" and bob["accounts"] == [] and bob["perplexity_after"] is None
+
+
+def test_remove_model_is_atomic_and_forgets_the_cached_copy(bot, settings, tiny_base):
+    make_model_dir(settings.models_dir, "ada", tiny_base)
+    bot.generate("ada", n=1, seed=0, max_new_tokens=5)
+    assert "ada" in bot.cache
+    bot.remove_model("ada")
+    assert "ada" not in bot.cache
+    assert list(settings.models_dir.iterdir()) == []  # no trash left behind
+    with pytest.raises(UnknownModel):
+        bot.generate("ada")
+    with pytest.raises(UnknownModel):
+        bot.remove_model("ada")
+
+
+def test_cli_models_list_show_card_rm(cli_env, tiny_base):
+    path = make_model_dir(cli_env.models_dir, "ada", tiny_base)
+    listed = json.loads(cli("models", "list", "--json").stdout)
+    assert [m["id"] for m in listed] == ["ada"]
+    table = cli("models", "list")
+    assert table.exit_code == 0 and "ada" in table.stdout and "12.50" in table.stdout
+
+    shown = json.loads(cli("models", "show", "ada", "--json").stdout)
+    assert shown["path"] == str(path) and shown["training"]["display_name"] == "Ada"
+    assert shown["files"]["anticopy"] == str(path / INDEX_FILE)
+    assert "card" not in shown["files"]
+
+    card = cli("models", "card", "ada")
+    assert card.exit_code == 0, card.output
+    assert card.stdout.strip() == str(path / "README.md")
+    assert "@ada" in (path / "README.md").read_text()
+    assert json.loads(cli("models", "show", "ada", "--json").stdout)["files"]["card"] == str(path / "README.md")
+
+    refused = cli("models", "rm", "ada", input="n\n")
+    assert refused.exit_code == 1 and path.exists()
+    removed = cli("models", "rm", "ada", "--yes")
+    assert removed.exit_code == 0 and not path.exists()
+    missing = cli("models", "show", "ada")
+    assert missing.exit_code == 2 and "no model 'ada'; no model is trained yet" in missing.stderr
+
+
+def test_cli_models_list_when_empty(cli_env):
+    result = cli("models", "list")
+    assert result.exit_code == 0 and "no models yet" in result.stderr
+    assert json.loads(cli("models", "list", "--json").stdout) == []
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_pipeline_offline(cli_env):
+    result = cli("demo", "--epochs", "1", "--max-steps", "3", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Tweets kept" in out and "319" in out  # the stats table of the sample archive
+    texts = re.findall(r"^\d\. (My dream is.*)$", out, re.M)
+    listed = json.loads(cli("models", "list", "--json").stdout)
+    assert [m["id"] for m in listed] == ["ada_bytes"]
+    files = json.loads(cli("models", "show", "ada_bytes", "--json").stdout)["files"]
+    for name in ("card", "predictions", "loss"):
+        assert f"{files[name]}" in out.replace("\n", "")
+    refused = int(re.search(r"(\d+) of (\d+) samples refused", out).group(1))
+    assert len(texts) == 5 and refused == 0  # three steps from random weights: nothing to copy yet
+
+
+def test_long_requests_fit_the_model_context(tokenizer):
+    la = single_id(tokenizer, " la")
+    model = fixed_distribution_gpt2(tokenizer, {la: 1.0}, n_positions=64)  # never stops on its own
+    texts = sample(model, tokenizer, "My dream is", n=1, max_new_tokens=1000, seed=0)
+    prompt_tokens = len(tokenizer.encode(EOT + "My dream is"))
+    assert texts == ["My dream is" + " la" * (64 - prompt_tokens)]
+    with pytest.raises(ValidationError, match="this model reads at most 63"):
+        sample(model, tokenizer, "la " * 100, n=1)
+
+
+def test_a_literal_eot_in_the_prompt_stays_text(tokenizer):
+    la, newline = single_id(tokenizer, " la"), single_id(tokenizer, "\n")
+    model = fixed_distribution_gpt2(tokenizer, {la: 0.5, newline: 0.5})
+    texts = sample(model, tokenizer, f"My {EOT} dream", n=2, max_new_tokens=4, seed=0)
+    assert all(t.startswith(f"My {EOT} dream") for t in texts)

@@ -1,0 +1,320 @@
+"""The trainer on the tiny offline GPT-2 and the bundled sample accounts: real tokenizer, real training steps,
+real files on disk, loaded back with the transformers pipeline."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import torch
+
+from bot.cleaning import EOT, clean_post, joined_chars, stats
+from bot.errors import ConfigError, MimicbotError, NotEnoughData, ValidationError
+from bot.generation.anticopy import AntiCopyIndex
+from bot.sources.files import ArchiveSource
+from bot.training.spec import AccountData, TrainRequest, model_id_for
+from bot.training.tiny import ensure_tiny_base
+from bot.training.trainer import (balance, block_starts, join_posts, pack, pick_block_size, publish,
+                                  split_held_out, train)
+
+SAMPLES = Path(__file__).resolve().parent.parent / "bot" / "samples"
+PHASES = ["load", "eval", "train", "eval", "save"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """For the work here outside the trainer (which picks its own threads): tiny models gain nothing from a
+    second thread, and two threads stall badly on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def sample_account(name: str) -> AccountData:
+    """One bundled archive, read and cleaned the way the service does it."""
+    result = ArchiveSource(SAMPLES / f"{name}.zip").read()
+    posts = [clean_post(p.text, p.is_retweet) for p in result.posts]
+    return AccountData(handle=result.account.handle, display_name=result.account.display_name,
+                       network=result.account.network, texts=[p.text for p in posts if p.kept],
+                       stats=stats(posts).as_dict())
+
+
+@pytest.fixture(scope="module")
+def accounts() -> list[AccountData]:
+    return [sample_account("ada_bytes"), sample_account("grace_gardens")]
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models")
+    ensure_tiny_base(path)
+    return path
+
+
+def request(accounts, models_dir, **overrides) -> TrainRequest:
+    fields = dict(model_id=model_id_for([a.handle for a in accounts]), accounts=accounts, models_dir=str(models_dir),
+                  base_model="tiny", lr=2e-3, seed=7, max_steps=40)
+    return TrainRequest(**{**fields, **overrides})
+
+
+def work_dir(models_dir: Path, name: str) -> Path:
+    return models_dir / ".work" / name
+
+
+@pytest.fixture(scope="module")
+def cyborg(accounts, models_dir):
+    """One real run on both sample accounts, shared by the tests that read its results."""
+    events: list[dict] = []
+    info = train(request(accounts, models_dir), work_dir(models_dir, "cyborg"), events.append)
+    return info, events
+
+
+# -- a whole run --------------------------------------------------------------------------------------
+
+
+def test_held_out_loss_goes_down(cyborg):
+    ev = cyborg[0]["eval"]
+    assert ev["loss_after"] < ev["loss_before"] - 0.5, ev
+    assert ev["perplexity_after"] == pytest.approx(math.exp(ev["loss_after"]), rel=1e-3)
+    assert ev["perplexity_after"] < ev["perplexity_before"]
+
+
+def test_training_json_records_the_run(cyborg, accounts, models_dir):
+    info, _ = cyborg
+    path = models_dir / "ada_bytes-grace_gardens"
+    assert info["path"] == str(path)
+    on_disk = json.loads((path / "training.json").read_text(encoding="utf-8"))
+    assert on_disk == {k: v for k, v in info.items() if k != "path"}
+
+    assert info["model_id"] == "ada_bytes-grace_gardens"
+    assert info["display_name"] == "Ada Bytes & Grace Gardens"
+    assert info["kind"] == "CYBORG"
+    assert [a["handle"] for a in info["accounts"]] == ["ada_bytes", "grace_gardens"]
+    for record, account in zip(info["accounts"], accounts):
+        assert record["stats"] == account.stats
+        assert record["held_out_posts"] == round(len(account.texts) * 0.1)
+        assert record["train_posts"] + record["held_out_posts"] == len(account.texts)
+    # balanced: both accounts trained on about as many characters as the larger one
+    ada, grace = (a["train_chars"] for a in info["accounts"])
+    assert abs(ada - grace) < 300
+
+    hp = info["hyperparameters"]
+    assert (hp["seed"], hp["block_size"], hp["batch_size"], hp["epochs"], hp["lr"]) == (7, 256, 1, 4, 2e-3)
+    assert info["steps"] == 40
+    assert info["trained_tokens"] == 40 * 256
+    assert info["device"] == "cpu" and info["precision"] in ("fp32", "bf16")
+    assert len(info["losses"]) == 40
+    assert info["eval"]["held_out_posts"] == sum(a["held_out_posts"] for a in info["accounts"])
+    assert info["tokens_per_s"] > 0 and info["duration_s"] >= info["train_seconds"] > 0
+    assert set(info["versions"]) == {"torch", "transformers", "python"}
+    assert datetime.fromisoformat(info["created_at"]) <= datetime.fromisoformat(info["finished_at"])
+
+
+def test_events_phases_and_progress(cyborg):
+    _, events = cyborg
+    assert [e["phase"] for e in events if e["type"] == "phase"] == PHASES
+    progress = [e for e in events if e["type"] == "progress"]
+    assert progress[-1]["step"] == progress[-1]["total"] == 40
+    assert [e["step"] for e in progress] == sorted({e["step"] for e in progress})
+    assert all(e["phase"] == "train" and e["tokens_per_s"] > 0 and e["eta_s"] >= 0 for e in progress)
+    assert all(math.isfinite(e["loss"]) for e in progress)
+
+
+def test_model_folder_files(cyborg, accounts, models_dir):
+    path = models_dir / "ada_bytes-grace_gardens"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "generation_config.json", "training.json", "anticopy.json", "loss.png", "predictions.png",
+                 "README.md"):
+        assert (path / name).is_file(), name
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in [path, *path.iterdir()])  # others may load it
+    gen = json.loads((path / "generation_config.json").read_text())
+    assert (gen["do_sample"], gen["top_p"], gen["temperature"], gen["min_length"]) == (True, 0.95, 1.0, 10)
+    assert gen["prefix"] == EOT and gen["eos_token_id"] == gen["pad_token_id"]
+    assert json.loads((path / "config.json").read_text())["prefix"] == EOT
+
+    index = AntiCopyIndex.load(path / "anticopy.json")
+    assert index.posts == sum(len(a.texts) for a in accounts)  # held-out posts are in the index too
+    assert index.check(accounts[1].texts[-1]) is not None
+    samples = cyborg[0]["generation"]["samples"]
+    assert samples and all(s.startswith("My dream is") and index.check(s) is None for s in samples)
+
+    card = (path / "README.md").read_text(encoding="utf-8")
+    assert "🤖 AI CYBORG 🤖" in card and "| Tweets kept | 319 | 241 |" in card
+    assert not list(models_dir.glob(".replaced-*"))
+
+
+def test_pipeline_loads_and_generates(cyborg, models_dir):
+    from transformers import pipeline
+
+    generator = pipeline("text-generation", model=str(models_dir / "ada_bytes-grace_gardens"))
+    assert generator.prefix == EOT
+    out = generator("My dream is", num_return_sequences=2, max_new_tokens=8)
+    assert len(out) == 2
+    assert all(o["generated_text"].startswith("My dream is") for o in out)
+    assert all(len(o["generated_text"]) > len("My dream is") for o in out)
+
+
+# -- retraining -----------------------------------------------------------------------------------------
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def raise_on_progress(event: dict) -> None:
+    if event["type"] == "progress":
+        raise Boom("the event sink broke mid-training")
+
+
+def test_retrain_replaces_only_when_complete(accounts, models_dir):
+    ada = [accounts[0]]
+    first = train(request(ada, models_dir, max_steps=2, seed=1), work_dir(models_dir, "r1"), lambda e: None)
+    path = Path(first["path"])
+    assert path.name == "ada_bytes" and first["kind"] == "BOT"
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+
+    with pytest.raises(Boom):
+        train(request(ada, models_dir, max_steps=3, seed=2), work_dir(models_dir, "r2"), raise_on_progress)
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before  # the old model, untouched
+
+    again = train(request(ada, models_dir, max_steps=2, seed=3, precision="fp32", batch_size=2),
+                  work_dir(models_dir, "r3"), lambda e: None)
+    assert again["path"] == str(path)
+    on_disk = json.loads((path / "training.json").read_text())
+    assert on_disk["hyperparameters"]["seed"] == 3 and on_disk["precision"] == "fp32"
+    assert on_disk["trained_tokens"] == 2 * 2 * 256
+    assert not (models_dir / ".work" / "r3").exists()
+    assert not list(models_dir.glob(".replaced-*"))
+
+
+def test_publish_swaps_and_restores(tmp_path):
+    final = tmp_path / "m"
+    final.mkdir()
+    (final / "weights").write_text("old")
+    new = tmp_path / ".work-1"
+    new.mkdir()
+    (new / "weights").write_text("new")
+    assert publish(new, final) == final
+    assert (final / "weights").read_text() == "new" and not new.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+    with pytest.raises(OSError):
+        publish(tmp_path / ".work-missing", final)
+    assert (final / "weights").read_text() == "new"  # put back when the new one could not be moved in
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+# -- data building ---------------------------------------------------------------------------------------
+
+
+def test_balance_repeats_smaller_accounts_to_the_largest():
+    big = [f"big post number {i} " + "x" * 80 for i in range(40)]
+    small = [f"small {i} " + "y" * 30 for i in range(5)]
+    balanced_big, balanced_small = balance([big, small])
+    assert balanced_big == big  # the largest account is left as it is
+    target = joined_chars(big)
+    assert target <= joined_chars(balanced_small) < target + len(small[0]) + len(EOT)
+    assert set(balanced_small) == set(small)
+    counts = [balanced_small.count(p) for p in small]
+    assert max(counts) - min(counts) <= 1  # repeated evenly: whole copies, then from the start again
+    assert balance([small]) == [small]
+
+
+def test_pack_makes_full_blocks_without_padding():
+    ids = list(range(1000))
+    blocks = pack(ids, 256)
+    assert blocks.shape == (4, 256)
+    assert blocks[:3].flatten().tolist() == ids[:768]
+    assert blocks[3].tolist() == ids[-256:]  # the tail: a full block ending at the text's end
+    assert set(blocks.flatten().tolist()) == set(ids)
+    assert pack(list(range(512)), 256).flatten().tolist() == list(range(512))  # exact fit: no overlap
+    assert block_starts(100, 256) == []
+    assert pick_block_size(None, 1024, 300) == 300  # never more than the text holds
+    assert pick_block_size(None, 256, 10_000) == 256 and pick_block_size(None, 2048, 10_000) == 1024
+    with pytest.raises(ValidationError, match="longer than the base model's context"):
+        pick_block_size(512, 256, 10_000)
+
+
+def test_training_text_is_posts_between_end_of_text_tokens():
+    assert join_posts([[5, 6], [7], [8, 9]], eot=0) == [0, 5, 6, 0, 7, 0, 8, 9, 0]
+
+
+def test_held_out_split_is_seeded_and_keeps_training_posts():
+    posts = [f"post {i}" for i in range(57)]
+    train_a, held_a = split_held_out(posts, 0.1, random.Random(5))
+    train_b, held_b = split_held_out(posts, 0.1, random.Random(5))
+    assert (train_a, held_a) == (train_b, held_b)
+    assert len(held_a) == 6 and sorted(train_a + held_a) == sorted(posts)
+    assert split_held_out(posts, 0.1, random.Random(6))[1] != held_a
+    assert split_held_out(posts[:3], 0.1, random.Random(1))[1] != []  # at least one post
+    assert split_held_out(posts[:1], 0.1, random.Random(1)) == (posts[:1], [])  # never all of them
+    assert split_held_out(posts, 0.0, random.Random(1)) == (posts, [])
+
+
+# -- refusals --------------------------------------------------------------------------------------------
+
+
+def test_unknown_base_model_is_a_clear_error(accounts, models_dir, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # the library read the variable at import
+    published = sorted(p.name for p in models_dir.iterdir())
+    for base in ("/nonexistent/model-folder", "no-such-org/no-such-model"):
+        with pytest.raises(ConfigError, match=f"cannot load base model '{base}'"):
+            train(request(accounts, models_dir, base_model=base), work_dir(models_dir, "bad"), lambda e: None)
+    assert sorted(p.name for p in models_dir.iterdir()) == published
+
+
+def test_bad_requests_are_refused(accounts, models_dir):
+    cases = [
+        (dict(accounts=[AccountData("nobody", "Nobody", texts=[])]), NotEnoughData, "@nobody has no kept posts"),
+        (dict(model_id="../escape"), ValidationError, "cannot be a folder name"),
+        (dict(block_size=4096), ValidationError, "longer than the base model's context"),
+        (dict(precision="fp8"), ValidationError, "precision must be"),
+        (dict(lr=0), ValidationError, "lr must be above 0"),
+    ]
+    for overrides, error, message in cases:
+        req = request(overrides.pop("accounts", accounts), models_dir, **overrides)
+        with pytest.raises(error, match=message):
+            train(req, work_dir(models_dir, "refused"), lambda e: None)
+    assert issubclass(ConfigError, MimicbotError)
+
+
+# -- the tiny base model -------------------------------------------------------------------------------
+
+
+def test_tiny_base_is_deterministic_and_cached(models_dir, tmp_path):
+    first = ensure_tiny_base(models_dir)
+    assert ensure_tiny_base(models_dir) == first == models_dir / "_base" / "tiny"
+    other = ensure_tiny_base(tmp_path)
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        assert (first / name).read_bytes() == (other / name).read_bytes(), name
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(first)
+    model = AutoModelForCausalLM.from_pretrained(first)
+    assert tokenizer.eos_token == tokenizer.bos_token == tokenizer.pad_token == EOT
+    assert model.config.n_positions == 256 and model.config.vocab_size == len(tokenizer)
+    ids = tokenizer("My dream is a compiler")["input_ids"]
+    assert tokenizer.decode(ids) == "My dream is a compiler"
+    with torch.no_grad():
+        assert model(torch.tensor([ids])).logits.shape == (1, len(ids), len(tokenizer))
+
+
+def test_tiny_base_survives_a_race(tmp_path):
+    """Two builders at once into the same folder: both get the model and one copy remains."""
+    with ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(ensure_tiny_base, [tmp_path, tmp_path]))
+    assert paths == [tmp_path / "_base" / "tiny"] * 2
+    assert sorted(p.name for p in (tmp_path / "_base").iterdir()) == ["tiny"]  # the loser's copy is gone
+    assert (tmp_path / "_base" / "tiny" / "model.safetensors").is_file()
