@@ -20,6 +20,10 @@ EOT = "<|endoftext|>"
 MIN_CHARS = 6_000  # below this, training is refused
 WARN_CHARS = 40_000  # below this, a warning
 MIN_PLAIN_WORDS = 3
+DEFAULT_PROMPT = "My dream is"  # the recipe's start text for generation
+# The model card's table: its row labels and the CleanStats field each one shows.
+STATS_ROWS = (("Tweets downloaded", "downloaded"), ("Retweets", "retweets"), ("Short tweets", "short"),
+              ("Tweets kept", "kept"))
 
 _URL = re.compile(r"\s*https?:\S*\s*", re.IGNORECASE)
 _ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))

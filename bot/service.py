@@ -12,7 +12,7 @@ import logging
 import threading
 from dataclasses import asdict, dataclass
 
-from .cleaning import clean_post
+from .cleaning import DEFAULT_PROMPT, clean_post
 from .config import Settings, load_settings
 from .errors import MimicbotError, NotEnoughData, UnknownAccount, ValidationError
 from .sources import looks_like_path, normalise_handle, open_source
@@ -216,7 +216,7 @@ class Mimicbot:
                                          loader=store.load, stamp=store.stamp)
             return self._cache
 
-    def generate(self, model_id: str, prompt: str = "My dream is", n: int = 5, temperature: float | None = None,
+    def generate(self, model_id: str, prompt: str = DEFAULT_PROMPT, n: int = 5, temperature: float | None = None,
                  top_p: float | None = None, top_k: int | None = None, max_new_tokens: int | None = None,
                  seed: int | None = None):
         """Up to n new posts in the model's voice (a GenerationResult); copies of training posts are
@@ -226,7 +226,7 @@ class Mimicbot:
         return generate(self.cache.get(model_id), prompt, n, seed=seed, temperature=temperature, top_p=top_p,
                         top_k=top_k, max_new_tokens=max_new_tokens)
 
-    async def agenerate(self, model_id: str, prompt: str = "My dream is", n: int = 5, **settings):
+    async def agenerate(self, model_id: str, prompt: str = DEFAULT_PROMPT, n: int = 5, **settings):
         """`generate` in a worker thread, so the event loop keeps serving while the model samples."""
         return await asyncio.to_thread(self.generate, model_id, prompt, n, **settings)
 

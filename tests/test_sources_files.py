@@ -144,3 +144,14 @@ def test_cli_fetch_table_json_and_errors(settings, monkeypatch):
     assert res.exit_code == 2 and "no such file" in res.stderr
     res = _cli("accounts", "list", "--json")
     assert [a["handle"] for a in json.loads(res.stdout)] == ["ada_bytes", "grace_gardens"]
+
+
+def test_a_handle_named_like_a_folder_stays_a_handle(settings, tmp_path):
+    from bot.sources import open_source
+    from bot.sources.x_api import XApiSource
+
+    (tmp_path / "data").mkdir(exist_ok=True)  # cwd is tmp_path (the settings fixture)
+    assert isinstance(open_source("data", settings), XApiSource)
+    assert not isinstance(open_source("./data", settings), XApiSource)
+    (tmp_path / "my-archive").mkdir()
+    assert not isinstance(open_source("my-archive", settings), XApiSource)

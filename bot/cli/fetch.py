@@ -5,18 +5,18 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from ..cleaning import STATS_ROWS
 from . import app, err, friendly, out, print_json, service
 
 accounts_app = typer.Typer(help="Accounts whose posts are stored.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 
-ROWS = (("Tweets downloaded", "downloaded"), ("Retweets", "retweets"), ("Short tweets", "short"), ("Tweets kept", "kept"))
 
 
 def stats_table(reports: list[dict]) -> Table:
     """The model card's table: one column per account."""
     table = Table("Data", *[r["display_name"] or r["handle"] for r in reports])
-    for label, key in ROWS:
+    for label, key in STATS_ROWS:
         table.add_row(label, *[f"{r[key]:,}" for r in reports])
     return table
 

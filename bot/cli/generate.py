@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from ..cleaning import DEFAULT_PROMPT
 from . import app, err, friendly, out, print_json, service
 
 
@@ -19,7 +20,7 @@ def quiet_transformers() -> None:
 @friendly
 def generate(
     model_id: str = typer.Argument(..., metavar="MODEL", help="a model id (see `mimicbot models list`)"),
-    prompt: str = typer.Option("My dream is", "--prompt", "-p", help="how each post starts"),
+    prompt: str = typer.Option(DEFAULT_PROMPT, "--prompt", "-p", help="how each post starts"),
     n: int = typer.Option(5, "-n", help="how many posts"),
     temperature: float = typer.Option(None, "--temperature", help="default: the model's (1.0)"),
     top_p: float = typer.Option(None, "--top-p", help="nucleus sampling; default: the model's (0.95)"),

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import discord
 
-from ..training.card import PREDICTIONS_FILE, STATS_ROWS  # STATS_ROWS: the card's table rows
+from ..cleaning import STATS_ROWS
+from ..training.card import PREDICTIONS_FILE
 
 ZWSP = "\u200b"
 BOT_COLOUR = discord.Colour(0x1D9BF0)  # the blue of a post

@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
+from ..cleaning import DEFAULT_PROMPT
 from .cache import LoadedModel
 
-DEFAULT_PROMPT = "My dream is"
 EXTRA_ROUNDS = 3  # resampling rounds after the first, for samples the anti-copy check refused
 MAX_BATCH = 32
 DEFAULTS = {"temperature": 1.0, "top_p": 0.95, "top_k": 0, "max_new_tokens": 60}

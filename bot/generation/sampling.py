@@ -24,7 +24,7 @@ import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from ..errors import ValidationError
-from . import DEFAULT_PROMPT
+from ..cleaning import DEFAULT_PROMPT
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # not line breaks, not whitespace: never in a post
 _LOCK = threading.Lock()

@@ -20,11 +20,13 @@ _X_HANDLE = re.compile(r"^@?[A-Za-z0-9_]{1,15}$")
 
 
 def looks_like_path(spec: str) -> bool:
+    """A path: it has a separator or a known ending, or it is not a handle and exists. A bare word that is a
+    valid handle stays a handle even when a folder of that name happens to exist (`data`, `models`)."""
     return (
         "/" in spec
         or "\\" in spec
         or spec.lower().endswith((".zip", ".js", ".txt", ".jsonl"))
-        or Path(spec).exists()
+        or (not _X_HANDLE.match(spec) and Path(spec).exists())
     )
 
 

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from ..cleaning import EOT
+from ..cleaning import DEFAULT_PROMPT, STATS_ROWS
 from ..errors import MimicbotError
 from .pictures import avatar_colour, initials
 
@@ -24,13 +25,9 @@ CARD_FILE = "README.md"
 TRAINING_FILE = "training.json"
 PREDICTIONS_FILE = "predictions.png"
 LOSS_FILE = "loss.png"
-DEFAULT_PROMPT = "My dream is"
 HUGGINGTWEETS = "https://github.com/borisdayma/huggingtweets"
 GPT2_LIMITS = "https://huggingface.co/gpt2#limitations-and-bias"
 
-# The card's data table: row label, key in an account's stats (the same rows as `mimicbot fetch` prints).
-STATS_ROWS = (("Tweets downloaded", "downloaded"), ("Retweets", "retweets"), ("Short tweets", "short"),
-              ("Tweets kept", "kept"))
 
 PROFILE_URLS = {"x": "https://x.com/{}", "bsky": "https://bsky.app/profile/{}"}
 

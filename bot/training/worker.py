@@ -81,6 +81,7 @@ def child_main(request: dict, work_dir: str, conn, log_path: str, slot: int) -> 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _exit_with_parent()
     _redirect_output(log_path)
+    _lower_priority()
     try:
         _pick_gpu(slot)
         from .trainer import train
@@ -96,6 +97,18 @@ def child_main(request: dict, work_dir: str, conn, log_path: str, slot: int) -> 
         _send_quietly(conn, {"type": "error", "message": f"{type(e).__name__}: {e}"})
     finally:
         conn.close()
+
+
+TRAINING_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Training uses every core it is given; the daemon that serves commands must still answer at once. A
+    niceness of 10 gives the daemon's threads about ten times the training's share of a busy core."""
+    try:
+        os.nice(TRAINING_NICENESS)
+    except OSError:  # not permitted here: train at the normal priority
+        pass
 
 
 def _exit_on_sigterm(signum, frame) -> None:

@@ -6,12 +6,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from ...cleaning import DEFAULT_PROMPT
 from ...errors import MimicbotError, ValidationError
 from ..context import MimicContext
 from ..converters import model_autocomplete
 from ..formatting import clip, post_embed
 
-DEFAULT_PROMPT = "My dream is"
 MAX_PROMPT = 200
 
 

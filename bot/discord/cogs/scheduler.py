@@ -120,6 +120,7 @@ class Scheduler(commands.Cog):
     # -- commands ----------------------------------------------------------------------------------
 
     @commands.hybrid_group(fallback="list")
+    @commands.guild_only()
     @checks.admin_only()
     async def schedule(self, ctx: MimicContext) -> None:
         """The schedules: when each model posts where.
