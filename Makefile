@@ -30,6 +30,7 @@ demo: $(STAMP)
 	$(VENV)/bin/mimicbot demo
 
 bench: $(STAMP)
+	$(PIP) install --quiet -e '.[bench]'
 	$(PY) bench/run_all.py
 
 clean:

@@ -202,7 +202,7 @@ class Mimicbot:
     def model_store(self):
         from .generation.models import ModelStore
 
-        return ModelStore(self.settings.models_dir)
+        return ModelStore(self.settings.models_dir, self.settings.mimicbot_generation_dtype)
 
     @property
     def cache(self):

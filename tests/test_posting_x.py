@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from bot.cli import _register, app
-from bot.errors import AuthError, UnknownModel
+from bot.errors import UnknownModel
 from bot.posting.base import DeliveryUnknown, TargetError
 from bot.posting.ledger import Ledger
 from bot.posting.x import XCaller, XTarget
@@ -65,8 +66,13 @@ async def test_x_errors_say_what_happened(x_server, tmp_path):
     assert len(sleep.waits) == 2
     x_server.rate_limit(0)
     bad = settings.model_copy(update={"twitter_access_token": None})
-    with pytest.raises(AuthError, match="TWITTER_ACCESS_TOKEN"):
+    with pytest.raises(TargetError, match="TWITTER_ACCESS_TOKEN") as missing:
         await XTarget(bad).send("no tokens")
+    assert not isinstance(missing.value, DeliveryUnknown)  # certainly not posted: the ledger says "failed"
+    wrong = settings.model_copy(update={"twitter_access_secret": SecretStr("wrong")})
+    with pytest.raises(TargetError, match="refused the OAuth") as refused:
+        await XTarget(wrong).send("wrong tokens")
+    assert not isinstance(refused.value, DeliveryUnknown)
 
 
 async def test_a_timeout_is_unknown_not_failed(x_server, tmp_path):

@@ -35,6 +35,7 @@ def train(
     lr: float = typer.Option(None, "--lr", help="learning rate (default 1.372e-4)"),
     block_size: int = typer.Option(None, "--block-size", help="tokens per block (default: the model's context)"),
     batch_size: int = typer.Option(None, "--batch-size", help="blocks per optimizer step (default 1)"),
+    dropout: float = typer.Option(None, "--dropout", help="dropout while fine-tuning (default 0; the recipe's 0.1)"),
     seed: int = typer.Option(None, "--seed", help="random seed (default: random, recorded)"),
     max_steps: int = typer.Option(None, "--max-steps", help="stop after this many steps (tests, demos)"),
     as_json: bool = typer.Option(False, "--json", help="print the job and the model record as JSON"),
@@ -44,7 +45,7 @@ def train(
     stop = Stop()
     try:
         req = asyncio.run(bot.build_request(sources, base_model=base_model, epochs=epochs, lr=lr,
-                                            block_size=block_size, batch_size=batch_size, seed=seed,
+                                            block_size=block_size, batch_size=batch_size, seed=seed, dropout=dropout,
                                             max_steps=max_steps))
         with sigint_cancels(stop) as interrupted:
             job = bot.submit(req, requested_by="cli")

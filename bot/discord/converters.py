@@ -12,18 +12,20 @@ from discord import app_commands
 from ..errors import ValidationError
 from ..service import MAX_ACCOUNTS
 from ..sources.base import normalise_handle
+from ..sources.bluesky import bluesky_handle
+from ..sources.mastodon import parse_acct
 
 _X_HANDLE = re.compile(r"^@?[A-Za-z0-9_]{1,30}$")
-_BSKY_HANDLE = re.compile(r"^bsky:@?[A-Za-z0-9][A-Za-z0-9.-]{0,252}\.[A-Za-z]{2,}$")
 _SPLIT = re.compile(r"[\s,]+")
 
 
 def parse_handles(text: str) -> list[str]:
     """`ada_bytes, @grace_gardens` → the service's source specs `["@ada_bytes", "@grace_gardens"]`.
 
-    One to three accounts, separated by commas or spaces; X-style handles (also the handles of imported
-    archives) or `bsky:name.domain`. Anything else (paths, URLs, Mastodon addresses) is refused: those are
-    imported by an admin with `mimicbot fetch`, then trained by handle."""
+    One to three accounts, separated by commas or spaces: X-style handles (also the handles of imported
+    archives), `bsky:name.domain` or `mastodon:@user@instance` — the forms `mimicbot fetch` takes, checked by
+    the sources' own parsers. Anything else (paths, URLs) is refused: files are imported by an admin with
+    `mimicbot fetch`, then trained by handle."""
     parts = [p for p in _SPLIT.split(text.strip()) if p]
     if not parts:
         raise ValidationError("name one to three accounts, e.g. `ada_bytes` or `ada_bytes,grace_gardens`")
@@ -31,8 +33,11 @@ def parse_handles(text: str) -> list[str]:
     for part in parts:
         if _X_HANDLE.match(part):
             specs.append("@" + normalise_handle(part))
-        elif _BSKY_HANDLE.match(part):
-            specs.append("bsky:" + normalise_handle(part[len("bsky:"):]))
+        elif part.startswith("bsky:"):
+            specs.append("bsky:" + bluesky_handle(part[len("bsky:"):]))
+        elif part.startswith("mastodon:"):
+            user, instance = parse_acct(part[len("mastodon:"):])
+            specs.append(f"mastodon:@{user}@{instance}")
         else:
             raise ValidationError(f"{discord.utils.escape_markdown(part[:60])!r} is not an account handle; "
                                   "use handles like `ada_bytes` (archives are imported with `mimicbot fetch`)")
@@ -43,11 +48,11 @@ def parse_handles(text: str) -> list[str]:
 
 
 def parse_handle(text: str) -> str:
-    """One handle, normalised (no @, lower case)."""
+    """One handle as the store keeps it: no network prefix, no leading @, lower case."""
     specs = parse_handles(text)
     if len(specs) != 1:
         raise ValidationError("name exactly one account")
-    return normalise_handle(specs[0].removeprefix("bsky:"))
+    return normalise_handle(specs[0].split(":", 1)[-1])
 
 
 async def model_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

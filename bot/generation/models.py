@@ -32,8 +32,9 @@ _LOAD_LOCK = threading.Lock()  # transformers' from_pretrained is not thread-saf
 class ModelStore:
     """The models on disk: list, describe, load and remove them."""
 
-    def __init__(self, models_dir: str | Path):
+    def __init__(self, models_dir: str | Path, dtype: str = "auto"):
         self.root = Path(models_dir)
+        self.dtype = dtype  # the weights' dtype in memory: auto (bot.devices.inference_dtype), fp32, bf16, fp16
 
     # -- finding ----------------------------------------------------------------------------------
 
@@ -115,11 +116,14 @@ class ModelStore:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from ..devices import inference_dtype
+
         path = self.path(model_id)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = inference_dtype(device, self.dtype)
         try:
             with _LOAD_LOCK:
-                model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
                 tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as e:
             raise MimicbotError(f"model {model_id!r} cannot be loaded from {path}: {e}") from None

@@ -61,7 +61,10 @@ class XCaller:
         return self._client
 
     async def __call__(self, method: str, *, what: str, publishing: bool = False, **kwargs):
-        call = getattr(self.client, method)
+        try:
+            call = getattr(self.client, method)
+        except AuthError as e:  # credentials missing: nothing was sent
+            raise TargetError(str(e)) from None
         for attempt in range(self.max_waits + 1):
             try:
                 return await asyncio.to_thread(call, user_auth=True, **kwargs)
@@ -72,8 +75,8 @@ class XCaller:
                 log.warning("X rate limit reached (%s); waiting %.0f s for the window to reset", what, wait)
                 await self.sleep(wait)
             except (tweepy.Unauthorized, tweepy.Forbidden) as e:
-                if isinstance(e, tweepy.Unauthorized):
-                    raise AuthError("X refused the OAuth 1.0a credentials (TWITTER_API_KEY, TWITTER_API_SECRET, "
+                if isinstance(e, tweepy.Unauthorized):  # refused before anything was published
+                    raise TargetError("X refused the OAuth 1.0a credentials (TWITTER_API_KEY, TWITTER_API_SECRET, "
                                     "TWITTER_ACCESS_TOKEN, TWITTER_ACCESS_SECRET)") from None
                 raise TargetError(f"X refused {what}: {_messages(e)}") from None
             except tweepy.TwitterServerError as e:

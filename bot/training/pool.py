@@ -103,8 +103,11 @@ class TrainingPool:
         return job
 
     def notify(self) -> None:
-        """Look at the queue now rather than at the next poll (a job was queued)."""
-        self._wake.set()
+        """Look at the queue now rather than at the next poll (a job was queued). Safe from any thread."""
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._wake.set)
+        else:
+            self._wake.set()
 
     async def cancel(self, job_id: int) -> dict:
         """Cancel a queued or running job. A job this pool runs is stopped before this returns; one that

@@ -37,6 +37,10 @@ class TrainRequest:
     max_steps: int | None = None  # cap for tests and demos
     device: str = "auto"  # auto, cpu, cuda
     precision: str = "auto"  # auto, fp32, bf16, fp16
+    # Dropout while fine-tuning. The recipe kept GPT-2's 0.1; 0 trains 2.6x faster per step on a CPU (no random
+    # masks, and attention takes the fused flash kernel) at an equal or better held-out loss (bench/README.md).
+    # None keeps the base model's own.
+    dropout: float | None = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +83,7 @@ def check_hyperparameters(req: TrainRequest) -> None:
         (req.block_size is None or req.block_size >= 2, f"block_size must be 2 or more (got {req.block_size})"),
         (0 <= req.eval_fraction < 1, f"eval_fraction must be in [0, 1) (got {req.eval_fraction})"),
         (req.max_steps is None or req.max_steps >= 1, f"max_steps must be 1 or more (got {req.max_steps})"),
+        (req.dropout is None or 0 <= req.dropout < 1, f"dropout must be in [0, 1) (got {req.dropout})"),
         (req.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda (got {req.device!r})"),
         (req.precision in ("auto", "fp32", "bf16", "fp16"),
          f"precision must be auto, fp32, bf16 or fp16 (got {req.precision!r})"),

@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 
 from ..cleaning import DEFAULT_PROMPT, EOT, joined_chars
+from ..devices import cpu_has_bf16
 from ..errors import ConfigError, ValidationError
 from ..generation import DEFAULTS, LoadedModel, generate
 from ..generation.anticopy import INDEX_FILE, build_index
@@ -78,6 +79,7 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     device = pick_device(req.device)
     precision = pick_precision(req.precision, device)
     threads = pick_threads(device)
+    set_dropout(model, req.dropout)
     model.to(device)
     autocast = autocast_for(device, precision)
     eot = tokenizer.eos_token_id
@@ -157,7 +159,8 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
         "hyperparameters": {
             "epochs": req.epochs, "lr": req.lr, "schedule": "cosine, no warm-up",
             "optimizer": "AdamW (fused)" if fused else "AdamW", "weight_decay": WEIGHT_DECAY,
-            "max_grad_norm": MAX_GRAD_NORM, "batch_size": req.batch_size, "block_size": block_size,
+            "max_grad_norm": MAX_GRAD_NORM, "dropout": req.dropout, "batch_size": req.batch_size,
+            "block_size": block_size,
             "seed": seed, "eval_fraction": req.eval_fraction, "max_steps": req.max_steps,
         },
         "device": str(device),
@@ -313,6 +316,15 @@ def pick_threads(device: torch.device) -> int:
     return torch.get_num_threads()
 
 
+def set_dropout(model, p: float | None) -> None:
+    """Every dropout layer of the model at probability `p` (None: leave the model's own)."""
+    if p is None:
+        return
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+
+
 def pick_precision(requested: str, device: torch.device) -> str:
     """fp32, bf16 or fp16 (autocast; weights stay fp32). Auto: bf16 where the hardware has it."""
     if requested != "auto":
@@ -322,23 +334,6 @@ def pick_precision(requested: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_has_bf16() else "fp32"
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX512-BF16, AMX or Arm BF16) and torch's bf16 matmul runs.
-    Without native support bf16 is emulated and slower than fp32."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        flags = set()
-    native = bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}) if flags else torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    if not native:
-        return False
-    try:
-        a = torch.ones(8, 8, dtype=torch.bfloat16)
-        return bool((a @ a)[0, 0].item() == 8)
-    except RuntimeError:
-        return False
 
 
 def autocast_for(device: torch.device, precision: str) -> Callable:

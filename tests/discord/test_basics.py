@@ -9,7 +9,7 @@ import pytest
 from discord.ext import commands
 
 from bot.discord.bot import EXTENSIONS, MimicBot, MimicBotBase, SingleMimicBot
-from bot.discord.converters import parse_handles
+from bot.discord.converters import parse_handle, parse_handles
 from bot.discord.errors import DM_ONLY, explain
 from bot.discord.formatting import ZWSP, duration, neutralise, post_embed, progress_bar
 from bot.discord.options import DiscordOptions
@@ -133,8 +133,14 @@ def test_edit_throttle_allows_one_edit_per_interval():
 def test_handles_are_handles_never_paths_or_urls():
     assert parse_handles("ada_bytes, @Grace_Gardens") == ["@ada_bytes", "@grace_gardens"]
     assert parse_handles("bsky:ada.bsky.social") == ["bsky:ada.bsky.social"]
-    for bad in ("../data/mimicbot.db", "/etc/passwd", "https://x.com/ada", "archive.zip", "mastodon:@a@b.social"):
+    assert parse_handles("mastodon:@Ada@Example.Social, ada_bytes") == ["mastodon:@ada@example.social", "@ada_bytes"]
+    assert parse_handle("mastodon:@ada@example.social") == "ada@example.social"
+    assert parse_handle("bsky:@Ada.bsky.social") == "ada.bsky.social"
+    for bad in ("../data/mimicbot.db", "/etc/passwd", "https://x.com/ada", "archive.zip"):
         with pytest.raises(ValidationError, match="is not an account handle"):
+            parse_handles(bad)
+    for bad, network in (("mastodon:ada", "Mastodon"), ("bsky:../etc", "Bluesky")):
+        with pytest.raises(ValidationError, match=f"is not a {network}"):
             parse_handles(bad)
     with pytest.raises(ValidationError, match="at most 3 accounts"):
         parse_handles("a b c d")

@@ -1,0 +1,16 @@
+"""Run every benchmark in order (training first: it leaves the trained model the others use)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ["train_throughput.py", "generation.py", "daemon_lag.py", "cache.py"]
+
+if __name__ == "__main__":
+    for script in SCRIPTS:
+        print(f"\n### {script}", flush=True)
+        subprocess.run([sys.executable, str(HERE / script), *()], check=True)
+    print(f"\nfigures: {HERE / 'results' / 'latest.json'}")
