@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 import asyncio
 import json
 import re
@@ -220,8 +221,9 @@ def test_generation_gives_up_after_its_budget(bot, settings, tiny_base):
                    training_texts=["My dream is coffee coffee coffee"], generation={"top_k": 1, "max_new_tokens": 3})
     result = bot.generate("ada", n=5)
     assert result.texts == []
-    assert result.attempts == 5 + 10 + 10 + 10  # the first round, then 3 rounds of twice the shortfall
-    assert result.rejected == 35
+    # the first round with its spares (30 % more), then 3 rounds of twice the shortfall
+    assert result.attempts == int(5 * 1.3) + 10 + 10 + 10
+    assert result.rejected == result.attempts
     assert result.settings["top_k"] == 1 and result.settings["max_new_tokens"] == 3  # from generation_config.json
 
 

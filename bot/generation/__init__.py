@@ -17,6 +17,8 @@ from ..cleaning import DEFAULT_PROMPT
 from .cache import LoadedModel
 
 EXTRA_ROUNDS = 3  # resampling rounds after the first, for samples the anti-copy check refused
+SPARE = 0.3  # the first round draws this much more than asked (rounded down): spare rows in one batch cost far less
+# than a second round (bench/README.md), and some samples are always refused
 MAX_BATCH = 32
 DEFAULTS = {"temperature": 1.0, "top_p": 0.95, "top_k": 0, "max_new_tokens": 60}
 
@@ -72,14 +74,16 @@ def generate(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, n: int = 5, *, s
         missing = n - len(texts)
         if missing <= 0:
             break
-        batch = missing if round_ == 0 else min(MAX_BATCH, 2 * missing)
+        batch = min(MAX_BATCH, missing + int(SPARE * missing) if round_ == 0 else 2 * missing)
         round_seed = None if seed is None else seed + round_
         for text in sample(loaded.model, loaded.tokenizer, prompt, batch, seed=round_seed, **settings):
+            if len(texts) == n:  # spares left over: not examined, not counted
+                break
             attempts += 1
             reason = refusal(loaded, prompt, text, texts)
             if reason:
                 reasons.append(reason)
-            elif len(texts) < n:
+            else:
                 texts.append(text)
     return GenerationResult(texts, len(reasons), attempts, round(time.perf_counter() - started, 3),
                             loaded.model_id, prompt, {**settings, "seed": seed}, reasons)
