@@ -24,13 +24,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import regex
 
+from tests.fakes import LocalServer
 from tests.fakes.x_server import _Handler  # the same JSON-over-http.server plumbing as the X fake
 
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -86,7 +86,7 @@ def _jwt(payload: dict) -> str:
     return f"{part({'typ': 'at+jwt', 'alg': 'ES256K'})}.{part(payload)}.c2ln"
 
 
-class FakeBluesky:
+class FakeBluesky(LocalServer):
     def __init__(self):
         self.actors: dict[str, FakeActor] = {}  # by DID
         self.items: list[dict] = []  # {"by": did, "sort": datetime, "view": FeedViewPost JSON}
@@ -100,7 +100,6 @@ class FakeBluesky:
         self._holding = 0
         self.held = 0
         self._lock = threading.RLock()
-        self._httpd: ThreadingHTTPServer | None = None
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -190,21 +189,12 @@ class FakeBluesky:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+    def start(self) -> FakeBluesky:
+        return self.serve(_Handler, "fake-bsky")
 
-    def __enter__(self) -> FakeBluesky:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.fake = self
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-bsky", daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+    def stop(self) -> None:
+        self.release()  # a held request must not keep the server from shutting down
+        super().stop()
 
     # -- protocol ---------------------------------------------------------------------------------
 

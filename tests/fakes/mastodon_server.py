@@ -22,12 +22,12 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.fakes import LocalServer
 from tests.fakes.x_server import _Handler  # the same JSON-over-http.server plumbing as the X fake
 
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -73,7 +73,7 @@ class Logged:
     authenticated: bool
 
 
-class FakeMastodon:
+class FakeMastodon(LocalServer):
     def __init__(self, domain: str = "example.social"):
         self.domain = domain
         self.accounts: dict[str, FakeAccount] = {}
@@ -87,7 +87,6 @@ class FakeMastodon:
         self._holding = 0
         self.held = 0
         self._lock = threading.RLock()
-        self._httpd: ThreadingHTTPServer | None = None
         self.me = self.add_account("mimicbot", display_name="mimicbot")  # whom TOKEN belongs to
 
     # -- state ------------------------------------------------------------------------------------
@@ -145,21 +144,12 @@ class FakeMastodon:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+    def start(self) -> FakeMastodon:
+        return self.serve(_Handler, "fake-mastodon")
 
-    def __enter__(self) -> FakeMastodon:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.fake = self
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-mastodon", daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+    def stop(self) -> None:
+        self.release()  # a held request must not keep the server from shutting down
+        super().stop()
 
     # -- protocol ---------------------------------------------------------------------------------
 

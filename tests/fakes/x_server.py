@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -42,6 +42,8 @@ import pytest
 from oauthlib.common import Request as OAuthRequest
 from oauthlib.oauth1.rfc5849 import signature as oauth_signature
 from oauthlib.oauth1.rfc5849.utils import parse_authorization_header
+
+from tests.fakes import LocalServer
 
 # Settings fields → the credentials the fake accepts.
 TEST_CREDENTIALS = {
@@ -120,7 +122,7 @@ def _problem(status: int, title: str, detail: str, kind: str = "about:blank") ->
     return _Reply(status, {"title": title, "detail": detail, "type": kind, "status": status})
 
 
-class FakeXServer:
+class FakeXServer(LocalServer):
     def __init__(self, *, first_tweet_id: int = 1_700_000_000_000_000_000, credentials: dict | None = None):
         self.credentials = dict(credentials or TEST_CREDENTIALS)
         self.users: dict[str, FakeUser] = {}
@@ -132,7 +134,6 @@ class FakeXServer:
         self._reset_in = 1
         self._stalls: list[float] = []
         self._lock = threading.RLock()
-        self._httpd: ThreadingHTTPServer | None = None
         self.me = self.add_user("mimicbot", name="mimicbot")  # who OAuth requests act as
 
     # -- state ------------------------------------------------------------------------------------
@@ -192,29 +193,8 @@ class FakeXServer:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
     def start(self) -> FakeXServer:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.fake = self
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-x", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> FakeXServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return self.serve(_Handler, "fake-x")
 
     # -- protocol ---------------------------------------------------------------------------------
 
