@@ -59,6 +59,12 @@ class Mimicbot:
     def close(self) -> None:
         self.store.close()
 
+    def __enter__(self) -> Mimicbot:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # -- fetching ---------------------------------------------------------------------------------
 
     def source(self, spec: str, handle: str | None = None) -> Source:

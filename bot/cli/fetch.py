@@ -30,11 +30,8 @@ def fetch(
     as_json: bool = typer.Option(False, "--json", help="print a JSON list instead of the table"),
 ) -> None:
     """Collect and clean posts into the database; prints the model card's data table."""
-    bot = service()
-    try:
+    with service() as bot:
         reports = [r.as_dict() for r in bot.fetch_blocking(sources, handle)]
-    finally:
-        bot.close()
     if as_json:
         print_json([{k: r[k] for k in ("handle", "display_name", "source", "downloaded", "retweets", "short",
                                         "kept", "chars", "new")} for r in reports])
@@ -50,11 +47,8 @@ def fetch(
 @friendly
 def accounts_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every stored account with its post counts."""
-    bot = service()
-    try:
+    with service() as bot:
         rows = bot.accounts()
-    finally:
-        bot.close()
     if as_json:
         print_json([{k: r[k] for k in ("network", "handle", "display_name", "downloaded", "retweets", "short",
                                         "kept", "since_id", "updated_at")} for r in rows])

@@ -31,12 +31,9 @@ def generate(
 ) -> None:
     """Generate posts; those that copy a training post are refused and replaced."""
     quiet_transformers()
-    bot = service()
-    try:
+    with service() as bot:
         result = bot.generate(model_id, prompt, n, temperature=temperature, top_p=top_p, top_k=top_k,
                               max_new_tokens=max_new_tokens, seed=seed)
-    finally:
-        bot.close()
     if as_json:
         print_json(result.as_dict())
         return

@@ -15,11 +15,8 @@ app.add_typer(models_app, name="models")
 @friendly
 def models_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every model with its accounts, date, size and held-out perplexity."""
-    bot = service()
-    try:
+    with service() as bot:
         rows = bot.models()
-    finally:
-        bot.close()
     if as_json:
         print_json(rows)
         return
@@ -41,11 +38,8 @@ def models_show(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """One model: how it was trained, how it scored, where its files are."""
-    bot = service()
-    try:
+    with service() as bot:
         info = bot.model(model_id)
-    finally:
-        bot.close()
     if as_json:
         print_json(info)
         return
@@ -90,15 +84,12 @@ def models_rm(
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
 ) -> None:
     """Delete a model's directory (weights, card, pictures)."""
-    bot = service()
-    try:
+    with service() as bot:
         path = bot.model(model_id)["path"]  # UnknownModel before any question
         if not yes and not typer.confirm(f"delete model {model_id} ({path})?"):
             err.print("kept", highlight=False)
             raise typer.Exit(1)
         bot.remove_model(model_id)
-    finally:
-        bot.close()
     out.print(f"deleted model {model_id}", highlight=False)
 
 
@@ -108,9 +99,6 @@ def models_card(model_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Rewrite the model card (README.md) from training.json and print its path."""
     from ..training.card import write_card
 
-    bot = service()
-    try:
+    with service() as bot:
         path = bot.model(model_id)["path"]
-    finally:
-        bot.close()
     out.print(str(write_card(path)), highlight=False, soft_wrap=True)

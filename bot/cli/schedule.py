@@ -25,11 +25,8 @@ SCHEDULE_COLUMNS = ("id", "model_id", "target", "when", "require_approval", "pau
 
 
 def _call(method: str, *args, **kwargs):
-    bot = service()
-    try:
+    with service() as bot:
         return getattr(bot, method)(*args, **kwargs)
-    finally:
-        bot.close()
 
 
 def _show_schedule(row: dict, verb: str) -> None:
@@ -115,11 +112,8 @@ def post(
     from .generate import quiet_transformers
 
     quiet_transformers()
-    bot = service()
-    try:
+    with service() as bot:
         outcome = asyncio.run(bot.post(model_id, to, dry_run=dry_run))
-    finally:
-        bot.close()
     if as_json:
         print_json(outcome.as_dict())
     else:

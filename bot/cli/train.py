@@ -139,11 +139,8 @@ def jobs_list(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The newest jobs first."""
-    bot = service()
-    try:
+    with service() as bot:
         rows = bot.jobs(tuple(state) if state else None, limit)
-    finally:
-        bot.close()
     if as_json:
         print_json(rows)
         return
@@ -158,11 +155,8 @@ def jobs_list(
 @friendly
 def jobs_show(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
     """One job: its request, progress, owner and result."""
-    bot = service()
-    try:
+    with service() as bot:
         job = bot.job(job_id)
-    finally:
-        bot.close()
     if as_json:
         print_json(job)
         return
@@ -186,15 +180,12 @@ def jobs_show(job_id: int = typer.Argument(...), as_json: bool = typer.Option(Fa
 @friendly
 def jobs_cancel(job_id: int = typer.Argument(...)) -> None:
     """Cancel a queued job, or stop a running one (in this or another process)."""
-    bot = service()
-    try:
+    with service() as bot:
         job = bot.cancel(job_id)
         deadline = time.monotonic() + CANCEL_WAIT_S
         while job["state"] not in TERMINAL and time.monotonic() < deadline:
             time.sleep(0.2)
             job = bot.job(job_id)
-    finally:
-        bot.close()
     if job["state"] in TERMINAL:
         out.print(f"job {job_id} {job['state']}", highlight=False)
     else:

@@ -43,6 +43,11 @@ class PostOutcome:
     error: str | None = None
     refused: list[str] = field(default_factory=list)
 
+    @classmethod
+    def skipped(cls, target: Target, fire_key: str | None) -> PostOutcome:
+        """A fire whose post (or draft) the ledger already holds: nothing is done twice."""
+        return cls("skipped", target.name, error=f"{fire_key} was handled already")
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -74,7 +79,7 @@ class Poster:
 
         With `fire_key`, a second call for the same key does nothing (status "skipped")."""
         if fire_key and self.ledger.by_fire_key(fire_key):
-            return PostOutcome("skipped", target.name, error=f"{fire_key} was handled already")
+            return PostOutcome.skipped(target, fire_key)
         try:
             text = await self.compose(model_id, target)
         except PostRejected as e:
@@ -85,7 +90,7 @@ class Poster:
         entry_id = self.ledger.open(model_id=model_id, target=target.name, text=text, fire_key=fire_key,
                                     schedule_id=schedule_id, kind="reply" if reply else "post", **reply)
         if entry_id is None:
-            return PostOutcome("skipped", target.name, error=f"{fire_key} was handled already")
+            return PostOutcome.skipped(target, fire_key)
         return await self.deliver(entry_id, target, text, reply_to=reply.get("reply_to_id"))
 
     async def deliver(self, entry_id: int, target: Target, text: str, *, reply_to: str | None = None) -> PostOutcome:
@@ -114,7 +119,7 @@ class Poster:
                     fire_key: str | None = None, schedule_id: int | None = None) -> PostOutcome:
         """Compose a post and hand it to a human instead of sending it."""
         if fire_key and self.ledger.by_fire_key(fire_key):
-            return PostOutcome("skipped", target.name, error=f"{fire_key} was handled already")
+            return PostOutcome.skipped(target, fire_key)
         try:
             text = await self.compose(model_id, target)
         except PostRejected as e:
@@ -122,7 +127,7 @@ class Poster:
         entry_id = self.ledger.open(model_id=model_id, target=target.name, text=text, status="draft",
                                     fire_key=fire_key, schedule_id=schedule_id)
         if entry_id is None:
-            return PostOutcome("skipped", target.name, error=f"{fire_key} was handled already")
+            return PostOutcome.skipped(target, fire_key)
         try:
             message_id = await sink.request(self.ledger.get(entry_id), channel_id)
         except Exception as e:
