@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     # Discord
     discord_token: SecretStr | None = None
     discord_owner_ids: str = ""  # comma-separated user ids allowed to run owner commands
+    discord_api_base: str | None = None  # another Discord API host (a proxy or a local test server)
 
     # Training and generation
     mimicbot_train_workers: int | None = Field(default=None, ge=1)
@@ -121,6 +122,24 @@ class Settings(BaseSettings):
         """The plain value of a secret setting, or None. Use at the call site only; never log it."""
         value = getattr(self, name)
         return value.get_secret_value() if value is not None else None
+
+    def missing_credentials(self, network: str) -> list[str]:
+        """The settings (environment names) a network still lacks for posting; empty when it is configured.
+        Networks: x (posting and replies: OAuth 1.0a), bsky, mastodon, discord."""
+        return [name.upper() for name in NETWORK_CREDENTIALS[network] if not getattr(self, name)]
+
+    @property
+    def replies_configured(self) -> bool:
+        """X replies run in the daemon: a reply model and the X keys to post with."""
+        return bool(self.mimicbot_reply_model) and not self.missing_credentials("x")
+
+
+NETWORK_CREDENTIALS = {  # what each network needs before the daemon can post to it
+    "x": ("twitter_api_key", "twitter_api_secret", "twitter_access_token", "twitter_access_secret"),
+    "bsky": ("bluesky_handle", "bluesky_app_password"),
+    "mastodon": ("mastodon_api_base", "mastodon_access_token"),
+    "discord": ("discord_token",),
+}
 
 
 def load_settings(**overrides) -> Settings:

@@ -4,10 +4,11 @@ Logs go to stderr (human lines) and to a rotating file of JSON lines, `<data dir
 pass through a redactor that replaces every secret setting's value with `***`, so a token that reaches a
 message or a traceback is never written out.
 
-The daemon (`mimicbot run`) proves it is alive by rewriting `<data dir>/heartbeat.json` every
-MIMICBOT_HEARTBEAT_SECONDS with the state of its parts (Discord connected, training pool alive, ...):
-`heartbeat_loop` does that. `mimicbot health` — Docker's healthcheck — reads it in another process, checks
-that the database answers and that the heartbeat is fresh and all green, and exits 0 or 1.
+The daemon (`mimicbot run`, bot/app.py) proves it is alive by rewriting `<data dir>/heartbeat.json` every
+MIMICBOT_HEARTBEAT_SECONDS with the state of its parts (training pool, schedules, and X replies and Discord when
+they are configured): `heartbeat_loop` does that. `mimicbot health` — Docker's healthcheck — reads it in another
+process, checks that the database answers, that the heartbeat is fresh and all green, and that every part the
+settings configure is there, and exits 0 or 1.
 """
 
 from __future__ import annotations
@@ -289,7 +290,21 @@ def check_heartbeat(settings: Settings, now: float | None = None) -> list[Check]
     for name, part in sorted(parts.items()):
         ok = bool(part.get("ok"))
         checks.append(Check(name, ok, part.get("detail") or ("up" if ok else "down")))
+    for name in sorted(expected_parts(settings) - set(parts)):
+        checks.append(Check(name, False, "configured, but the running daemon does not run it (restart it after "
+                                         "changing the settings)"))
     return checks
+
+
+def expected_parts(settings: Settings) -> set[str]:
+    """The heartbeat parts the daemon runs with these settings: Discord and X replies only when configured, so
+    that a daemon without Discord is healthy without it."""
+    parts = {"pool", "schedules"}
+    if settings.discord_token:
+        parts.add("discord")
+    if settings.replies_configured:
+        parts.add("x-replies")
+    return parts
 
 
 # -- backup ---------------------------------------------------------------------------------------

@@ -160,16 +160,20 @@ def test_health_reports_each_failure_then_passes(cli, settings):
     assert "ok   database" in res.output and "FAIL discord: down" in res.output and "ok   pool: up" in res.output
 
     write_heartbeat(settings, {"discord": lambda: True, "pool": lambda: True})
+    res = cli("health")
+    assert res.exit_code == 1 and "FAIL schedules: configured, but the running daemon does not run it" in res.output
+
+    write_heartbeat(settings, {"discord": lambda: True, "pool": lambda: True, "schedules": lambda: True})
     res = cli("health", "--json")
     assert res.exit_code == 0
     report = json.loads(res.output)
     assert report["healthy"] is True
-    assert [c["name"] for c in report["checks"]] == ["database", "daemon", "discord", "pool"]
+    assert [c["name"] for c in report["checks"]] == ["database", "daemon", "discord", "pool", "schedules"]
 
 
 def test_a_stale_or_broken_heartbeat_is_unhealthy(settings):
     Store(settings.db_path).close()
-    beat = write_heartbeat(settings, {"pool": lambda: True})
+    beat = write_heartbeat(settings, {"pool": lambda: True, "schedules": lambda: True})
     limit = 3 * settings.mimicbot_heartbeat_seconds
     fresh = check_health(settings, now=beat["at"] + limit - 1)
     assert all(c.ok for c in fresh)
@@ -289,27 +293,23 @@ def test_cli_backup(cli, settings, tmp_path):
     assert rows(tmp_path / "b.db") == [("x", "ada")] and (tmp_path / "b.db").stat().st_mtime >= started - 1
 
 
-async def test_the_daemons_heartbeat_service_reports_a_live_pool(settings):
-    """The service the daemon adds (bot/discord/runner.py), probing a real training pool."""
-    from bot.ops import Heartbeat
-    from bot.training.pool import TrainingPool
+async def test_the_apps_heartbeat_reports_its_live_parts(settings):
+    """The heartbeat the app starts (bot/app.py), probing its real training pool and schedule runner."""
+    from bot.app import App
 
-    store = Store(settings.db_path)
-    pool = TrainingPool(store, settings, workers=1)
-    service = Heartbeat(settings, {"pool": pool.alive})
+    app = App(settings)
     try:
-        await pool.start()
-        await service.start()
+        await app.start()
         async with asyncio.timeout(30):
             while not heartbeat_path(settings).exists():
                 await asyncio.sleep(0.01)
         assert [(c.name, c.ok) for c in check_health(settings)] == [("database", True), ("daemon", True),
-                                                                     ("pool", True)]
+                                                                     ("pool", True), ("schedules", True)]
+        pool = app.pool
         await pool.close()
-        write_heartbeat(settings, {"pool": pool.alive})
+        write_heartbeat(settings, app.probes)
         assert [c.ok for c in check_health(settings) if c.name == "pool"] == [False]
     finally:
-        await service.close()
-        await pool.close()
-        store.close()
+        await app.stop()
+        app.close()
     assert not heartbeat_path(settings).exists()

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.config import Settings
-from bot.discord.cogs.scheduler import Scheduler
 from bot.posting.ledger import Ledger
 from tests.discord.conftest import (  # noqa: F401  (fixtures)
     TRAINED_MODEL, _now, mimic, no_pings, options, sent_messages, slash, trained_models, world)
@@ -29,7 +28,7 @@ def settings(tmp_path, monkeypatch, x_server) -> Settings:
 
 
 def daemon_of(world):
-    return world.bot.get_cog("Scheduler").daemon
+    return world.app.posting
 
 
 async def fire_at(world, clock, when: datetime) -> None:
@@ -41,9 +40,8 @@ async def fire_at(world, clock, when: datetime) -> None:
 
 
 async def restart_daemon(world) -> None:
-    """What a restart does to posting: the cog (and its daemon) goes away, a new one starts from the database."""
-    await world.bot.remove_cog("Scheduler")
-    await world.bot.add_cog(Scheduler(world.bot))
+    """What a restart does to posting: the app's parts stop, new ones start from the database."""
+    await world.restart()
 
 
 async def test_a_schedule_fires_and_posts_to_discord_and_x_once_across_a_restart(clock, world, x_server):

@@ -32,6 +32,11 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="training and sampling seed"),
 ) -> None:
     """Fetch the bundled sample archive, train the tiny model on it, generate 5 posts, show the card."""
+    run_demo(epochs=epochs, lr=lr, max_steps=max_steps, seed=seed)
+
+
+def run_demo(epochs: int = DEMO_EPOCHS, lr: float = DEMO_LR, max_steps: int | None = None, seed: int = 0) -> None:
+    """The demo itself (also what `mimicbot start` runs when nothing is configured)."""
     from ..training.worker import Stop
 
     quiet_transformers()

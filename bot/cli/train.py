@@ -38,6 +38,8 @@ def train(
     dropout: float = typer.Option(None, "--dropout", help="dropout while fine-tuning (default 0; the recipe's 0.1)"),
     seed: int = typer.Option(None, "--seed", help="random seed (default: random, recorded)"),
     max_steps: int = typer.Option(None, "--max-steps", help="stop after this many steps (tests, demos)"),
+    queue: bool = typer.Option(False, "--queue", help="only queue the job, for the running daemon to train; "
+                               "print its id and return"),
     as_json: bool = typer.Option(False, "--json", help="print the job and the model record as JSON"),
 ) -> None:
     """Fine-tune a model on up to three accounts' posts; Ctrl-C cancels the job."""
@@ -47,6 +49,9 @@ def train(
         req = asyncio.run(bot.build_request(sources, base_model=base_model, epochs=epochs, lr=lr,
                                             block_size=block_size, batch_size=batch_size, seed=seed, dropout=dropout,
                                             max_steps=max_steps))
+        if queue:
+            _queued(bot.submit(req, requested_by="cli"), as_json)
+            return
         with sigint_cancels(stop) as interrupted:
             job = bot.submit(req, requested_by="cli")
             if not as_json:
@@ -63,6 +68,14 @@ def train(
         out.print(f"model {model['id']} is ready: {model['path']}", highlight=False)
     _exit_unless_succeeded(final, interrupted=interrupted.is_set(),
                            log_path=log_path_for(bot.settings.data_dir, final["id"]))
+
+
+def _queued(job: dict, as_json: bool) -> None:
+    if as_json:
+        print_json({"job": job})
+        return
+    out.print(f"job {job['id']}: {job['model_id']} queued; the daemon (`mimicbot run`) trains it. "
+              f"Follow it with `mimicbot jobs show {job['id']}`", highlight=False, soft_wrap=True)
 
 
 def _exit_unless_succeeded(job: dict, interrupted: bool, log_path) -> None:

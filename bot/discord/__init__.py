@@ -1,8 +1,9 @@
-"""The Discord face of mimicbot: a discord.py bot over `bot.service.Mimicbot`.
+"""The Discord face of mimicbot: a discord.py bot over `bot.service.Mimicbot`, attached to the daemon's app
+(bot/app.py) when DISCORD_TOKEN is set.
 
-    bot/discord/bot.py        the Bot subclass: services, cogs, the one error handler
+    bot/discord/bot.py        the Bot subclass: cogs, the one error handler
     bot/discord/cogs/*.py     one cog a feature (training, generation, models, admin, replies, meta)
-    bot/discord/runner.py     the daemon (`mimicbot run`) and `mimicbot discord sync`
+    bot/discord/face.py       the face the app attaches (log in, connect, close) and `mimicbot discord sync`
     bot/discord/progress.py   training status messages that survive restarts
     bot/discord/options.py    behaviour knobs (MIMICBOT_DISCORD_*); secrets stay in bot.config.Settings
 

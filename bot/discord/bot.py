@@ -1,40 +1,34 @@
-"""The Discord bot: one Bot subclass that owns the service and its background services, loads one cog a
-feature in `setup_hook`, and turns every failure into one friendly reply (RoboDanny's shape).
+"""The Discord bot: one Bot subclass, a face of the daemon's app (bot/app.py), that loads one cog a feature in
+`setup_hook` and turns every failure into one friendly reply (RoboDanny's shape).
 
-Start-up (`setup_hook`): the cogs load, then the services start: the training cog follows unfinished jobs
-again (their progress messages resume), the training pool starts (re-queueing jobs a dead process left
-running), then every added service; then cogs hear `services_ready`.
+The bot owns nothing of the core: the app built the service, the training pool, the schedules and the
+heartbeat, and starts and stops them; the bot reaches them through `bot.app` (`bot.mimic` is the app's
+service, `bot.pool` the app's pool while it serves). Cogs that need the core at its start register
+`app.before_serving` hooks (the training cog follows unfinished jobs again before the pool serves, so that
+not even a job that ends at once goes unannounced) and the scheduler cog gives the app the running client and
+itself as the approval sink (`app.attach_discord`).
 
-Extending it (the scheduler, say) takes one of two hooks:
-
-- a cog: put `async def setup(bot)` in `bot/discord/cogs/scheduler.py`; it is loaded when present
-  (OPTIONAL_EXTENSIONS), or pass `extensions=` to `create_bot`;
-- a background service: any object with `async start()` and `async close()` given to `bot.add_service(obj)`
-  before `setup_hook` runs (or from a cog's `setup`): started after the training pool, closed before it,
-  in reverse order.
-
-Shutdown (`close`, on SIGINT/SIGTERM): new commands are refused, cogs are unloaded (progress watchers
-stop), the connection closes, services stop, the training pool stops its children and queues their jobs
-again for the next start, and the database is closed.
+Shutdown (`close`, on SIGINT/SIGTERM): new commands are refused, cogs are unloaded (progress watchers stop),
+the connection closes; then the app stops its parts (bot/app.py).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from ..config import Settings
-from ..service import Mimicbot
-from ..training.pool import TrainingPool
 from .context import MimicContext
 from .errors import ShuttingDown, context_line, explain, unwrap
 from .options import DiscordOptions
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger("bot.discord")
 
@@ -50,18 +44,12 @@ OPTIONAL_EXTENSIONS = ("bot.discord.cogs.scheduler",)  # loaded when the module 
 DM_COMMANDS = ("generate", "help")  # the commands that work in direct messages
 
 
-class Service(Protocol):
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-
 class MimicBotBase:
     """Everything the bot does, independent of sharding (see MimicBot and SingleMimicBot below)."""
 
-    def __init__(self, settings: Settings, options: DiscordOptions | None = None, mimic: Mimicbot | None = None,
-                 *, extensions: tuple[str, ...] | None = None, serve: bool = True,
-                 intents: discord.Intents | None = None, **kwargs) -> None:
+    def __init__(self, settings: Settings, options: DiscordOptions | None = None, *, app: App,
+                 extensions: tuple[str, ...] | None = None, intents: discord.Intents | None = None,
+                 **kwargs) -> None:
         options = options or DiscordOptions()
         super().__init__(
             command_prefix=options.prefix,
@@ -75,11 +63,8 @@ class MimicBotBase:
         )
         self.settings = settings
         self.options = options
-        self.mimic = mimic or Mimicbot(settings)
-        self.serve = serve  # False: commands only (to sync the tree), no pool or services
-        self.pool: TrainingPool | None = None
-        self.services: list[Service] = []
-        self.before_pool_start: list[Callable[[], Awaitable[None]]] = []
+        self.app = app
+        self.mimic = app.service
         self.initial_extensions = extensions if extensions is not None else _available(EXTENSIONS,
                                                                                     OPTIONAL_EXTENSIONS)
         self.closing = False
@@ -87,53 +72,21 @@ class MimicBotBase:
 
     # -- life cycle -----------------------------------------------------------------------------
 
-    def add_service(self, service: Service) -> None:
-        self.services.append(service)
+    @property
+    def pool(self):
+        """The app's training pool while the app serves, else None."""
+        return self.app.pool
 
     async def setup_hook(self) -> None:
         for extension in self.initial_extensions:
             await self.load_extension(extension)
-        if self.serve:
-            await self.start_services()
-
-    async def start_services(self) -> None:
-        """The training pool, then every added service; then cogs hear `services_ready`. Before the pool
-        starts serving, the `before_pool_start` hooks run (the training cog follows the unfinished jobs
-        again, so that not even a job that ends at once goes unannounced). After `stop_services`, this is
-        a restart."""
-        self.pool = TrainingPool(self.mimic.store, self.settings)
-        self.mimic.pool = self.pool  # so that jobs queued through the service start at once
-        for hook in list(self.before_pool_start):
-            await hook()
-        requeued = await self.pool.start()
-        if requeued:
-            log.info("training jobs %s were re-queued after a restart", requeued)
-        for service in self.services:
-            await service.start()
-        self.dispatch("services_ready")
-
-    async def stop_services(self) -> None:
-        for service in reversed(self.services):
-            try:
-                await service.close()
-            except Exception:  # noqa: BLE001 - one failing service must not keep the others running
-                log.exception("service %r did not close cleanly", service)
-        if self.pool is not None:
-            pool, self.pool = self.pool, None
-            self.mimic.pool = None
-            await pool.close()
 
     async def close(self) -> None:
         if self.closing:
             return await super().close()
         self.closing = True
-        log.info("shutting down: no new commands; stopping watchers, services and the training pool")
-        try:
-            await super().close()  # unloads the cogs, closes the connection
-        finally:
-            await self.stop_services()
-            self.mimic.close()
-            log.info("shut down cleanly")
+        log.info("Discord: no new commands; stopping watchers and the connection")
+        await super().close()  # unloads the cogs, closes the connection
 
     # -- commands -------------------------------------------------------------------------------
 

@@ -1,17 +1,17 @@
-"""What the daemon runs for posting: the schedule runner, the X reply loop (when MIMICBOT_REPLY_MODEL is set),
-and the fire of one schedule (post now, or draft for approval). The Discord cog owns one of these; it passes
-the running client (Discord targets) and itself as the approval sink. Nothing here imports discord.
+"""What the daemon runs for schedules: the schedule runner and the fire of one schedule (post now, or draft
+for approval). The app (bot/app.py) owns one; the Discord face, when attached, sets `discord_client` (Discord
+targets go through the running client) and `approvals` (the sink that shows drafts with Approve / Reject
+buttons). Without them, Discord targets go over REST and schedules that need approval fail with the reason.
+Nothing here imports discord.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 from .ledger import Ledger
 from .poster import ApprovalSink, PostOutcome
-from .replies import ReplyConfig, ReplyLoop
 from .runner import ScheduleRunner
 from .targets import build_target
 
@@ -22,8 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class PostingDaemon:
-    def __init__(self, service: Mimicbot, *, discord_client=None, approvals: ApprovalSink | None = None,
-                 reply_loop: ReplyLoop | None = None):
+    def __init__(self, service: Mimicbot, *, discord_client=None, approvals: ApprovalSink | None = None):
         self.service = service
         self.settings = service.settings
         self.discord_client = discord_client
@@ -32,10 +31,6 @@ class PostingDaemon:
                                      grace_seconds=self.settings.mimicbot_schedule_grace_seconds,
                                      poll_seconds=self.settings.mimicbot_schedule_poll_seconds,
                                      on_poll=self.surface_interrupted)
-        config = ReplyConfig.from_settings(self.settings)
-        self.replies = reply_loop or (ReplyLoop(service.store, self.settings, service.poster, config)
-                                      if config else None)
-        self._reply_task: asyncio.Task | None = None
 
     def surface_interrupted(self) -> list[dict]:
         """Sends left "sending" longer than any send takes (a crash, here or in a CLI) → "unknown", logged.
@@ -49,15 +44,13 @@ class PostingDaemon:
     async def start(self) -> None:
         self.surface_interrupted()
         await self.runner.start()
-        if self.replies is not None:
-            self._reply_task = asyncio.create_task(self.replies.run(), name="x-replies")
 
     async def stop(self) -> None:
-        if self._reply_task is not None:
-            self._reply_task.cancel()
-            await asyncio.gather(self._reply_task, return_exceptions=True)
-            self._reply_task = None
         await self.runner.stop()
+
+    def alive(self) -> bool:
+        """The runner serves schedules (for the heartbeat)."""
+        return self.runner.alive()
 
     async def fire(self, schedule: dict, fire_key: str) -> PostOutcome:
         """One fire of a schedule: a post, or a draft in the approval channel when the schedule needs a human."""
@@ -66,7 +59,9 @@ class PostingDaemon:
         if schedule["require_approval"]:
             channel = schedule["approval_channel_id"] or self.settings.mimicbot_approval_channel_id
             if self.approvals is None or not channel:
-                return PostOutcome("failed", target.name, error="approval needs the Discord daemon and a channel")
+                why = "no approval channel is set" if self.approvals is not None else \
+                    "approval drafts need the Discord bot (DISCORD_TOKEN), which is not running"
+                return PostOutcome("failed", target.name, error=why)
             outcome = await poster.draft(schedule["model_id"], target, self.approvals, channel,
                                          fire_key=fire_key, schedule_id=schedule["id"])
         else:

@@ -81,6 +81,9 @@ class ScheduleRunner:
             self.scheduler.shutdown(wait=False)
         await self.settle()
 
+    def alive(self) -> bool:
+        return self.scheduler.running and self._poller is not None and not self._poller.done()
+
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.poll_seconds)

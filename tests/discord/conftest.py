@@ -36,6 +36,7 @@ from discord.ext.test import runner as dpy_runner
 from discord.utils import time_snowflake
 from discord.webhook import async_ as webhook_async
 
+from bot.app import App
 from bot.config import Settings
 from bot.discord.bot import SingleMimicBot, default_intents
 from bot.discord.options import DiscordOptions
@@ -400,6 +401,7 @@ def _member(member: discord.Member) -> dict:
 @dataclass
 class World:
     bot: SingleMimicBot
+    app: App  # the daemon's core the bot is a face of
     mimic: Mimicbot
     guild: discord.Guild
     channel: discord.TextChannel
@@ -419,6 +421,12 @@ class World:
         while not dpy_runner.error_queue.empty():
             self.errors.append(dpy_runner.error_queue.get_nowait()[1])
         return sent_messages()
+
+    async def restart(self) -> None:
+        """What a restart of the daemon does to the core: its parts stop (running jobs are queued again) and
+        start afresh from the database, the cogs' before-serving hooks first."""
+        await self.app.stop()
+        await self.app.start()
 
     def add_member(self, name: str, bot: bool = False) -> discord.Member:
         """Someone joins the server (a bot account when `bot`)."""
@@ -500,7 +508,8 @@ async def world(settings, options, mimic, no_pings):
     # for none: commands and interactions carry their member)
     intents = default_intents(options)
     intents.members = True
-    bot = SingleMimicBot(settings, options, mimic, intents=intents)
+    app = App(settings, service=mimic)
+    bot = SingleMimicBot(settings, options, app=app, intents=intents)
     attach_dpytest(bot)
     await bot._async_setup_hook()  # the loop-bound parts `login()` sets up first
     config = dpytest.get_config()
@@ -508,7 +517,7 @@ async def world(settings, options, mimic, no_pings):
     admin, member, other = config.members
     role = dpy_backend.make_role("Admins", guild, permissions=discord.Permissions(manage_guild=True).value)
     await dpytest.add_role(admin, role)
-    world = World(bot, mimic, guild, channel, guild.get_member(admin.id), guild.get_member(member.id),
+    world = World(bot, app, mimic, guild, channel, guild.get_member(admin.id), guild.get_member(member.id),
                   guild.get_member(other.id))
 
     async def on_edit(channel, message, fields):  # dpytest's hook for message edits
@@ -520,11 +529,13 @@ async def world(settings, options, mimic, no_pings):
 
     dpy_callbacks.set_callback(on_edit, "edit_message")
     dpy_callbacks.set_callback(on_send, "send_message")
-    await bot.setup_hook()  # what login() runs next: services, then the cogs
+    await bot.setup_hook()  # what login() runs next: the cogs (as the Discord face's attach does)
+    await app.start()  # then the core serves: hooks, the pool, schedules, heartbeat
     bot._ready.set()  # the gateway's READY, which dpytest does not send
     yield world
     bot.ws = None  # dpytest's fake gateway has no socket to close
     await bot.close()
+    await app.stop()
     dpy_callbacks.remove_callback("edit_message")
     await dpytest.empty_queue()
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
+from pathlib import Path
 
 import discord.http
 import pytest
@@ -16,8 +18,10 @@ from typer.testing import CliRunner
 
 from bot.cli import _register, app
 from bot.config import Settings
-from bot.discord.runner import serve, sync_commands
-from bot.ops import log_file_for
+from bot.app import run_daemon
+from bot.discord.face import sync_commands
+from bot.ops import check_health, heartbeat_path, log_file_for, write_heartbeat
+from bot.store import Store
 from bot.errors import ConfigError
 
 from .fake_discord import BOT_ID, TOKEN, FakeDiscord
@@ -33,9 +37,9 @@ def cli(settings, monkeypatch):
     return lambda *args, **extra: CliRunner().invoke(app, list(args), env={**env, **extra})
 
 
-@pytest.mark.parametrize("command", [("run",), ("discord", "sync")])
-def test_a_missing_token_is_a_clear_error(cli, command):
-    result = cli(*command)
+def test_sync_without_a_token_is_a_clear_error(cli):
+    """`discord sync` needs the token; `run` does not (it runs the daemon without Discord: tests/test_daemon.py)."""
+    result = cli("discord", "sync")
     assert result.exit_code == 2
     assert "DISCORD_TOKEN is not set" in result.output
 
@@ -69,7 +73,7 @@ def with_token(settings: Settings, token: str) -> Settings:
 async def test_a_refused_token_is_a_clear_error(settings, fake_discord):
     wrong = TOKEN[:-4] + "AAAA"
     with pytest.raises(ConfigError, match=r"Discord refused DISCORD_TOKEN \(401 Unauthorized\)") as e:
-        await serve(with_token(settings, wrong))
+        await run_daemon(with_token(settings, wrong))
     assert wrong not in str(e.value)
 
 
@@ -93,19 +97,24 @@ async def test_sync_puts_every_slash_command_once(settings, fake_discord):
 
 
 async def test_the_daemon_connects_and_stops_cleanly_on_sigterm(settings, fake_discord):
-    """`mimicbot run` as its own process: it logs in, connects to the gateway, and SIGTERM stops it with
-    exit code 0: the pool and the database closed."""
-    code = ("import sys, discord.http; discord.http.Route.BASE = sys.argv[1]; "
-            "from bot.cli import main; sys.argv = ['mimicbot', 'run']; main()")
-    env = {**os.environ, "DISCORD_TOKEN": TOKEN, "MIMICBOT_DATA_DIR": str(settings.data_dir),
-           "MIMICBOT_MODELS_DIR": str(settings.models_dir)}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, fake_discord.api, env=env,
-                                                cwd=settings.data_dir.parent, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+    """`mimicbot run` with DISCORD_TOKEN, the installed console script as its own process: it prints that the
+    Discord bot is on, logs in, connects to the gateway, reports Discord in its heartbeat, and SIGTERM stops it
+    with exit code 0: the pool and the database closed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIMICBOT_", "TWITTER_"))}
+    env.update(DISCORD_TOKEN=TOKEN, DISCORD_API_BASE=fake_discord.api, MIMICBOT_DATA_DIR=str(settings.data_dir),
+               MIMICBOT_MODELS_DIR=str(settings.models_dir), MIMICBOT_HEARTBEAT_SECONDS="1")
+    mimicbot = Path(sys.executable).with_name("mimicbot")
+    proc = await asyncio.create_subprocess_exec(str(mimicbot), "run", env=env, cwd=settings.data_dir.parent,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         await asyncio.wait_for(fake_discord.connected.wait(), 60)
         log_file = log_file_for(settings)
         await wait_for_text(log_file, "connected as mimicbot")
+        await wait_for_text(heartbeat_path(settings), '"discord": {"ok": true')
+        health = await asyncio.create_subprocess_exec(str(mimicbot), "health", env=env, cwd=settings.data_dir.parent,
+                                                      stdout=asyncio.subprocess.PIPE)
+        healthy, _ = await health.communicate()
+        assert health.returncode == 0 and "ok   discord" in healthy.decode()
         proc.send_signal(signal.SIGTERM)
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     finally:
@@ -118,21 +127,32 @@ async def test_the_daemon_connects_and_stops_cleanly_on_sigterm(settings, fake_d
     log = log_file.read_text()
     assert "stop signal received" in log and "shut down cleanly" in log
     assert TOKEN not in log and TOKEN not in out.decode() + err.decode()  # never logged
+    assert re.search(r"^  Discord bot +on +DISCORD_TOKEN is set$", out.decode(), re.MULTILINE)
     assert "stopped" in out.decode()
     assert not (settings.data_dir / "mimicbot.db-wal").exists()  # the database was closed
 
 
+def test_health_fails_when_discord_is_configured_but_not_running(settings):
+    """A heartbeat without Discord is healthy only while Discord is not configured."""
+    write_heartbeat(settings, {"pool": lambda: True, "schedules": lambda: True})
+    Store(settings.db_path).close()
+    assert all(c.ok for c in check_health(settings))
+    failing = [c for c in check_health(with_token(settings, TOKEN)) if not c.ok]
+    assert [c.name for c in failing] == ["discord"] and "does not run it" in failing[0].detail
+
+
 async def test_ctrl_c_stops_the_daemon_cleanly(settings, fake_discord, caplog):
     """SIGINT (Ctrl-C), here in this process: `serve` handles it as SIGTERM, without a KeyboardInterrupt."""
-    caplog.set_level(logging.INFO, logger="bot.discord")
-    daemon = asyncio.create_task(serve(with_token(settings, TOKEN)))
+    caplog.set_level(logging.INFO, logger="bot")
+    daemon = asyncio.create_task(run_daemon(with_token(settings, TOKEN)))
     await asyncio.wait_for(fake_discord.connected.wait(), 60)
     await asyncio.wait_for(until_logged(caplog, "connected as mimicbot"), 60)
     os.kill(os.getpid(), signal.SIGINT)
     await asyncio.wait_for(daemon, 60)  # returns: no KeyboardInterrupt, no error
-    messages = [r.getMessage() for r in caplog.records if r.name == "bot.discord"]
-    assert messages[-3:] == ["stop signal received",
+    messages = [r.getMessage() for r in caplog.records if r.name in ("bot.app", "bot.discord")]
+    assert messages[-4:] == ["stop signal received",
                              "shutting down: no new commands; stopping watchers, services and the training pool",
+                             "Discord: no new commands; stopping watchers and the connection",
                              "shut down cleanly"]
     assert not (settings.data_dir / "mimicbot.db-wal").exists()
 

@@ -76,12 +76,12 @@ async def test_train_shows_progress_survives_a_restart_and_announces_the_model(w
 
     # the daemon stops while the job runs (its child is still starting: seconds of imports), and starts again
     assert await started(world.bot.pool, job["id"])
-    await world.bot.stop_services()
+    await world.app.stop()
     assert world.mimic.job(job["id"])["state"] == job_rows.QUEUED  # recorded, to run again
     edits_before = len(world.edits_of(status.id))
     assert "Step" not in "".join(message_text(body) for body in world.edits_of(status.id))
     await dpytest.empty_queue()
-    await world.bot.start_services()  # what the next start does: the pool, then watchers resumed
+    await world.app.start()  # what the next start does: watchers resumed, then the pool
 
     cog = world.bot.get_cog("Training")
     await wait_until(lambda: job["id"] in cog.watchers)
@@ -188,14 +188,14 @@ async def test_past_the_interaction_limit_edits_go_through_the_bot(world, slash)
 async def test_a_failure_is_announced_in_plain_words_after_a_restart(world):
     """A job queued while the daemon was down fails when it runs: its status message says why, and so does
     an announcement."""
-    await world.bot.stop_services()
+    await world.app.stop()
     request = await world.mimic.build_request(["@grace_gardens"])
     job = world.mimic.submit(request, requested_by=f"discord:{world.admin.id}", guild_id=world.guild.id)
     status = await world.channel.send(embed=status_embed(job))
     job_rows.set_status_message(world.mimic.store, job["id"], world.channel.id, status.id)
     world.mimic.store.delete_account(world.mimic.store.find_accounts("grace_gardens")[0]["id"])
     await dpytest.empty_queue()
-    await world.bot.start_services()
+    await world.app.start()
     cog = world.bot.get_cog("Training")
     await wait_until(lambda: job["id"] in cog.watchers)
     await asyncio.wait_for(cog.watchers[job["id"]], WAIT)

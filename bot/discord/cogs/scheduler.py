@@ -1,8 +1,8 @@
 """Posting from the daemon: `/schedule add|list|remove|pause|resume|run` and the approval buttons.
 
-The cog owns the daemon's `PostingDaemon` (schedule runner and X replies; bot/posting/daemon.py): started when the
-cog loads in a serving bot, stopped when it unloads. It is the approval sink: a schedule that needs a human
-sends its draft to the approval channel with Approve / Reject buttons. The buttons are a `DynamicItem` whose
+The schedules themselves run in the app (bot/app.py, bot/posting/daemon.py), with or without Discord. When this
+cog loads it gives the app the running client (so `discord:` targets post through it) and itself as the approval
+sink: a schedule that needs a human sends its draft to the approval channel with Approve / Reject buttons. The buttons are a `DynamicItem` whose
 custom_id carries the draft's ledger id (`mimicbot:draft:approve:42`), registered on the bot at load, so they
 keep working after a restart; only admins (Manage Server) and the bot's owners may press them, and only the
 first press of a draft counts (the ledger moves it out of "draft" atomically).
@@ -19,7 +19,6 @@ from discord.ext import commands
 
 from ...errors import MimicbotError
 from ...posting.base import UnknownOutgoing
-from ...posting.daemon import PostingDaemon
 from .. import checks
 from ..context import MimicContext
 from ..converters import model_autocomplete
@@ -97,15 +96,13 @@ def decided_text(outcome, user: discord.abc.User) -> str:
 class Scheduler(commands.Cog):
     def __init__(self, bot):
         self.bot = bot
-        self.daemon = PostingDaemon(bot.mimic, discord_client=bot, approvals=self)
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(DraftButton)
-        if getattr(self.bot, "serve", True):
-            await self.daemon.start()
+        self.bot.app.attach_discord(self.bot, approvals=self)
 
     async def cog_unload(self) -> None:
-        await self.daemon.stop()
+        self.bot.app.detach_discord()
         self.bot.remove_dynamic_items(DraftButton)
 
     # -- the approval sink ---------------------------------------------------------------------------
@@ -176,7 +173,8 @@ class Scheduler(commands.Cog):
     async def schedule_run(self, ctx: MimicContext, schedule_id: int) -> None:
         """Fire a schedule once, now. Example: `/schedule run 3`"""
         await ctx.run(ctx.mimic.run_schedule_now, schedule_id)
-        self.daemon.runner.sync()
+        if self.bot.app.posting is not None:  # the app serves: look at the request now, not at the next poll
+            self.bot.app.posting.runner.sync()
         await ctx.send(f"Running schedule {schedule_id} now.")
 
 

@@ -33,10 +33,12 @@ class Training(commands.Cog):
         self.watchers: dict[int, asyncio.Task] = {}
 
     async def cog_load(self) -> None:
-        self.bot.before_pool_start.append(self.resume)
+        self.bot.app.before_serving.append(self.resume)
+        if self.bot.app.serving:  # loaded into a running daemon: follow what runs now
+            await self.resume()
 
     async def cog_unload(self) -> None:
-        self.bot.before_pool_start.remove(self.resume)
+        self.bot.app.before_serving.remove(self.resume)
         tasks = list(self.watchers.values())
         for task in tasks:
             task.cancel()
@@ -68,7 +70,7 @@ class Training(commands.Cog):
                 del self.watchers[job_id]
 
     async def resume(self) -> None:
-        """At a (re)start, before the pool serves: follow every queued or running job that has a status
+        """At a (re)start of the app, before the pool serves: follow every queued or running job that has a status
         message. Each watcher subscribes to the pool in its first step, which the sleep lets happen."""
         rows = await asyncio.to_thread(self.bot.mimic.jobs, ACTIVE, 500)
         resumed = [job for job in rows if job.get("status_message_id") and job.get("status_channel_id")]
