@@ -21,7 +21,7 @@ from .store import Store, utcnow
 from .training import jobs as job_queue
 from .training.pool import TrainingPool, run_job_blocking
 from .training.spec import TrainRequest, check_hyperparameters, check_request, model_id_for
-from .training.worker import Stop
+from .training.supervisor import Stop
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,14 @@ class Mimicbot:
         """Run a queued job in this process (or follow it if another process took it); blocks until it
         ends and returns its final row. `stop.set("cancel")` cancels it."""
         return run_job_blocking(self.store, self.settings, job_id, on_event, stop)
+
+    async def follow(self, job_id: int):
+        """The job's events (progress, then state changes; the last one terminal) until it ends, whichever
+        process runs it: an async iterator. UnknownJob for a bad id."""
+        from .training.follow import follow
+
+        async for event in follow(self.store, job_id):
+            yield event
 
     def jobs(self, states: tuple[str, ...] | None = None, limit: int = 50) -> list[dict]:
         return job_queue.list_jobs(self.store, states, limit)

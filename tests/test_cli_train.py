@@ -18,7 +18,7 @@ from bot.samples.generate import sample_path
 from bot.store import Store
 from bot.training import jobs
 from bot.training.jobs import pid_alive
-from bot.training.worker import work_dir_for
+from bot.training.supervisor import work_dir_for
 from tests.helpers import account_js, many_posts, write_archive_zip, ytd
 
 runner = CliRunner()

@@ -23,8 +23,9 @@ from bot.service import Mimicbot
 from bot.store import Store
 from bot.training import jobs
 from bot.training.jobs import Owner
+from bot.training.follow import follow
 from bot.training.pool import TrainingPool
-from bot.training.worker import Stop, work_dir_for
+from bot.training.supervisor import Stop, work_dir_for
 from tests.helpers import account_js, many_posts, write_archive_zip, ytd
 
 LONG = {"epochs": 1000, "max_steps": None}  # more steps than any test waits for: it runs until it is stopped
@@ -63,7 +64,7 @@ async def request(bot, base: str, handles=("ada_bytes",), **hyper):
 async def events_until(pool, job_id, stop_when) -> list[dict]:
     """The job's events up to the first one `stop_when` accepts (or its end)."""
     seen = []
-    async with asyncio.timeout(WAIT_S), aclosing(pool.subscribe(job_id)) as events:
+    async with asyncio.timeout(WAIT_S), aclosing(follow(pool.store, job_id)) as events:
         async for event in events:
             seen.append(event)
             if stop_when(event):

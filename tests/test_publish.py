@@ -24,7 +24,7 @@ from bot.publish import PublishError, check_repo_id, push_model
 from bot.samples.generate import sample_path
 from bot.service import Mimicbot
 from bot.training.trainer import train
-from bot.training.worker import work_dir_for
+from bot.training.supervisor import work_dir_for
 from tests.fakes.hub_server import FakeHub
 
 pytest.importorskip("huggingface_hub", reason="pushing to the hub is the optional `hub` extra")

@@ -25,7 +25,7 @@ from bot.samples.generate import sample_path
 from bot.service import Mimicbot
 from bot.tracking import Tracker, artifact_name
 from bot.training.trainer import train
-from bot.training.worker import work_dir_for
+from bot.training.supervisor import work_dir_for
 
 wandb = pytest.importorskip("wandb", reason="Weights & Biases is an optional extra: pip install 'mimicbot[wandb]'")
 from wandb.proto import wandb_internal_pb2  # noqa: E402

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from ..training.jobs import RUNNING, TERMINAL
-from ..training.worker import Stop, log_path_for
+from ..training.supervisor import Stop, log_path_for
 from . import app, err, friendly, out, print_json, service
 
 jobs_app = typer.Typer(help="Training jobs: queued, running and finished.", no_args_is_help=True)

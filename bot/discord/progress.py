@@ -94,22 +94,14 @@ class ProgressWatcher:
         self.throttle = EditThrottle(bot.options.progress_interval, clock)
 
     async def run(self) -> None:
-        pool = self.bot.pool
-        if pool is None:
-            return
-        ended = False
-        async for event in pool.subscribe(self.job["id"]):
+        async for event in self.bot.mimic.follow(self.job["id"]):
             if event["type"] == "state":
-                ended = await self._state(event)
-                if ended:
+                if await self._state(event):
                     break
             else:  # progress, or a phase change
                 self.job.update({k: v for k, v in event.items() if k in job_rows.PROGRESS_KEYS and v is not None})
                 if self.throttle.ready():
                     await self._show()
-        if not ended:
-            log.info("job %s: watcher stopped before the job ended (shutdown); it resumes at the next start",
-                     self.job["id"])
 
     async def _show(self) -> None:
         shown_in = self.status.message_id

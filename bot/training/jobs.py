@@ -252,7 +252,7 @@ def progress_event(job: dict) -> dict:
 
 
 def state_event(job: dict) -> dict:
-    """A state change as subscribers see it; the terminal ones carry the error or the result."""
+    """A state change as followers see it; the terminal ones carry the error or the result."""
     return {"type": "state", "job_id": job["id"], "state": job["state"], "model_id": job["model_id"],
             "error": job["error"], "result": job["result"]}
 

@@ -1,45 +1,41 @@
-"""The training pool: claims queued jobs from SQLite and runs each one in a child process.
+"""The training pool: claims queued jobs from SQLite and runs each one through an executor (a local child
+process, or a Ray task: bot/training/supervisor.py).
 
-The daemon runs one `TrainingPool` (async API); `mimicbot train` runs the one job it queued with
+The daemon's app runs one `TrainingPool` (async API); `mimicbot train` runs the one job it queued with
 `run_job_blocking` (blocking API). Both share the database, so either may run a job the other queued:
-claiming is atomic across processes, and whoever does not run a job follows it through its row.
+claiming is atomic across processes, and whoever does not run a job follows it through its row
+(bot/training/follow.py, the one way to watch a job).
 
     pool = TrainingPool(store, settings)
     await pool.start()                      # re-queues jobs whose process died, then serves the queue
     job = await pool.submit(request, requested_by="discord:1234")
-    async for event in pool.subscribe(job["id"]):
-        ...                                 # progress/phase events, then {"type": "state", "state": "succeeded", ...}
     await pool.cancel(job["id"])
-    await pool.close()                      # stops the children; their jobs are queued again for the next start
+    await pool.close()                      # stops the runs; their jobs are queued again for the next start
 
-No call blocks the event loop: SQLite work runs in threads, each running job is supervised by a thread
-of the pool's own executor (see worker.py).
+No call blocks the event loop: SQLite work runs in threads, each running job is supervised by a thread of the
+pool's own executor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass
 
 from ..config import Settings
-from ..errors import ValidationError
 from ..store import Store
 from . import jobs
+from .follow import follow_blocking
 from .jobs import Owner
 from .spec import TrainRequest
-from .ray_executor import supervisor_for
-from .worker import Stop, run_job
+from .supervisor import Stop, executor_for, run_job
 
 log = logging.getLogger(__name__)
 
 QUEUE_POLL_S = 1.0  # how often the queue is read for jobs queued by another process
-FOLLOW_POLL_S = 0.5  # how often a job run elsewhere is read by a follower
-CLOSED = {"type": "closed"}  # ends every subscription when the pool closes
 
 
 @dataclass
@@ -58,9 +54,8 @@ class TrainingPool:
         self.settings = settings
         self.workers = workers or settings.train_workers
         self.owner = Owner.me()
-        self.supervise = supervisor_for(settings)  # None: local child processes; MIMICBOT_EXECUTOR=ray: Ray tasks
+        self.executor = executor_for(settings)  # local child processes, or Ray tasks (MIMICBOT_EXECUTOR=ray)
         self._running: dict[int, _Running] = {}
-        self._subscribers: dict[int, set[asyncio.Queue]] = {}
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="mimicbot-train")
         self._dispatcher: asyncio.Task | None = None
@@ -80,7 +75,7 @@ class TrainingPool:
 
     async def close(self) -> None:
         """Stop serving; running children are stopped and their jobs queued again (a cancel asked for
-        meanwhile still wins). Subscriptions end."""
+        meanwhile still wins)."""
         self._closed = True
         self._wake.set()
         if self._dispatcher:
@@ -89,9 +84,6 @@ class TrainingPool:
             running.stop.set("shutdown")
         await asyncio.gather(*(r.task for r in list(self._running.values()) if r.task), return_exceptions=True)
         self._executor.shutdown(wait=True)
-        for queues in self._subscribers.values():
-            for q in queues:
-                q.put_nowait(CLOSED)
 
     # -- jobs -----------------------------------------------------------------------------------
 
@@ -129,52 +121,6 @@ class TrainingPool:
         """Ids of the jobs this pool is running now."""
         return sorted(self._running)
 
-    # -- events ---------------------------------------------------------------------------------
-
-    async def subscribe(self, job_id: int) -> AsyncIterator[dict]:
-        """The job's events: first its current state (and progress), then each change, ending with a
-        terminal state event (or when the pool closes). Raises UnknownJob for a bad id.
-
-        A job this pool runs streams every event the trainer sends; a job run by another process is
-        followed through its row, so progress arrives at the pace it is stored (about twice a second)."""
-        queue: asyncio.Queue = asyncio.Queue()
-        self._subscribers.setdefault(job_id, set()).add(queue)
-        try:
-            row = await asyncio.to_thread(jobs.get, self.store, job_id)
-            for event in jobs.row_events(None, row):
-                yield event
-            while row["state"] not in jobs.TERMINAL:
-                try:
-                    event = await asyncio.wait_for(queue.get(), FOLLOW_POLL_S)
-                except TimeoutError:
-                    if self._closed:
-                        return
-                    before, row = row, await asyncio.to_thread(jobs.get, self.store, job_id)
-                    for event in self._polled_events(before, row):
-                        yield event
-                    continue
-                if event is CLOSED:
-                    return
-                yield event
-                if event["type"] == "state":
-                    row = {**row, "state": event["state"]}
-        finally:
-            self._subscribers[job_id].discard(queue)
-            if not self._subscribers[job_id]:
-                del self._subscribers[job_id]
-
-    def _polled_events(self, before: dict, row: dict) -> list[dict]:
-        if row["id"] in self._running:  # its events come through the queue; only an end is news here
-            return [jobs.state_event(row)] if row["state"] in jobs.TERMINAL else []
-        return jobs.row_events(before, row)
-
-    def _publish(self, event: dict) -> None:
-        for queue in self._subscribers.get(event["job_id"], ()):
-            queue.put_nowait(event)
-
-    def _publish_threadsafe(self, event: dict) -> None:
-        self._loop.call_soon_threadsafe(self._publish, event)
-
     # -- serving the queue ----------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
@@ -204,9 +150,8 @@ class TrainingPool:
         try:
             await self._loop.run_in_executor(
                 self._executor,
-                lambda: run_job(self.store, job, data_dir=self.settings.data_dir,
-                                on_event=self._publish_threadsafe, stop=running.stop, slot=running.slot,
-                                supervise=self.supervise),
+                lambda: run_job(self.store, job, executor=self.executor, data_dir=self.settings.data_dir,
+                                stop=running.stop, slot=running.slot),
             )
         except Exception:  # noqa: BLE001 - logged; the pool keeps serving
             log.exception("job %s: could not be run", job["id"])
@@ -220,30 +165,16 @@ class TrainingPool:
 
 def run_job_blocking(store: Store, settings: Settings, job_id: int,
                      on_event: Callable[[dict], None] | None = None, stop: Stop | None = None) -> dict:
-    """Run this queued job in this process, or, when another process (the daemon) claimed it first,
-    follow it from the database. Returns the job's final row. `stop.set("cancel")` cancels it."""
+    """Run this queued job in a thread of this process (or, when another process — the daemon — claimed it
+    first, leave it there) and follow it from the database until it ends; returns the final row. Its events go
+    to `on_event`; `stop.set("cancel")` cancels it, wherever it runs."""
     job = jobs.claim(store, Owner.me(), job_id)
+    runner = None
     if job is not None:
-        return run_job(store, job, data_dir=settings.data_dir, on_event=on_event, stop=stop,
-                       supervise=supervisor_for(settings))
-    return follow_blocking(store, job_id, on_event, stop)
-
-
-def follow_blocking(store: Store, job_id: int, on_event: Callable[[dict], None] | None = None,
-                    stop: Stop | None = None) -> dict:
-    """Follow a job through its row until it ends; a stop asks its owner to cancel it (once)."""
-    on_event = on_event or (lambda event: None)
-    before = None
-    cancel_sent = False
-    while True:
-        if stop is not None and stop.requested and not cancel_sent:
-            with suppress(ValidationError):  # it finished meanwhile: the row says how
-                jobs.request_cancel(store, job_id)
-            cancel_sent = True
-        row = jobs.get(store, job_id)
-        for event in jobs.row_events(before, row):
-            on_event(event)
-        if row["state"] in jobs.TERMINAL:
-            return row
-        before = row
-        time.sleep(FOLLOW_POLL_S)
+        runner = threading.Thread(target=run_job, args=(store, job), name=f"mimicbot-job-{job_id}", daemon=True,
+                                  kwargs={"executor": executor_for(settings), "data_dir": settings.data_dir})
+        runner.start()
+    final = follow_blocking(store, job_id, on_event, stop)
+    if runner is not None:
+        runner.join()
+    return final

@@ -1,13 +1,14 @@
 """Training on a Ray cluster (MIMICBOT_EXECUTOR=ray, RAY_ADDRESS): same jobs, same states, same events.
 
-The pool (pool.py) still claims jobs from SQLite and supervises each in one of its threads (worker.run_job);
-only the training process moves. Instead of a local child, each job is one Ray task:
+The pool (pool.py) still claims jobs from SQLite and supervises each in one of its threads
+(supervisor.run_job); only the training process moves. `RayExecutor` implements the supervisor's Executor
+protocol: instead of a local child, each job is one Ray task:
 
 - it asks Ray for one GPU when the cluster has GPUs (else CPU only), and runs in a fresh worker process
   (`max_calls=1`, like the local spawned child: nothing of one run outlives it, GPU memory included);
-- the trainer's events go to a small channel actor that the supervisor drains, so worker._pump reads them
-  exactly as it reads a local child's pipe: progress is stored and streamed the same way, the last message
-  is "done" (with training.json) or "error";
+- the trainer's events go to a small channel actor that `RayRun` drains: the supervisor reads them through
+  the same Run protocol as a local child's pipe, so progress is stored the same way, the last message is
+  "done" (with training.json) or "error";
 - cancel (and shutdown) force-cancels the task, which kills its worker process.
 
 Where the model lands (MIMICBOT_RAY_STORAGE):
@@ -40,28 +41,21 @@ from ..errors import ConfigError, MimicbotError
 from ..store import Store
 from . import jobs
 from .spec import TrainRequest
-from .worker import EventSink, Stop, _Outcome, _ProgressWriter, _pump, _stopped
+from .supervisor import LaunchError, Outcome
 
 log = logging.getLogger(__name__)
 
 FORWARDED_ENV = {"MIMICBOT_WANDB": "mimicbot_wandb", "WANDB_PROJECT": "wandb_project", "WANDB_ENTITY": "wandb_entity"}
 
 
-def supervisor_for(settings: Settings) -> RaySupervisor | None:
-    """How the pool runs a job: None for a local child process (worker.py's default), or a RaySupervisor."""
-    if settings.mimicbot_executor != "ray":
-        return None
-    if importlib.util.find_spec("ray") is None:
-        raise ConfigError("MIMICBOT_EXECUTOR=ray needs Ray: pip install 'mimicbot[ray]'")
-    return RaySupervisor(settings)
-
-
-class RaySupervisor:
-    """worker.run_job's `supervise` for Ray: runs one job as a Ray task and returns how it ended."""
+class RayExecutor:
+    """The supervisor's Executor for Ray: each run is one Ray task (see the module's docstring)."""
 
     _connect_lock = threading.Lock()
 
     def __init__(self, settings: Settings):
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("MIMICBOT_EXECUTOR=ray needs Ray: pip install 'mimicbot[ray]'")
         self.settings = settings
         self.upload = settings.mimicbot_ray_storage == "upload"
 
@@ -75,15 +69,13 @@ class RaySupervisor:
                 ray.init(address=self.settings.ray_address or None)
         return ray
 
-    def __call__(self, store: Store, job_id: int, req: TrainRequest, work_dir: Path, log_path: Path,
-                 on_event: EventSink, stop: Stop, slot: int) -> _Outcome:
-        if stop.requested:
-            return _stopped(stop)
+    def launch(self, store: Store, job_id: int, req: TrainRequest, work_dir: Path, log_path: Path,
+               slot: int) -> RayRun:
         try:
             ray = self.connect()
         except Exception as e:  # noqa: BLE001 - any failure to reach the cluster fails this job, plainly
             where = self.settings.ray_address or "a local Ray instance"
-            return _Outcome(jobs.FAILED, f"cannot connect to Ray at {where}: {type(e).__name__}: {e}")
+            raise LaunchError(f"cannot connect to Ray at {where}: {type(e).__name__}: {e}") from None
         channel = _remote(ray, _Channel, num_cpus=0).remote()
         task = _remote(ray, train_on_node, max_calls=1).options(
             num_gpus=1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0,
@@ -92,25 +84,56 @@ class RaySupervisor:
         ).remote(req.to_dict(), str(work_dir), channel, self.upload)
         jobs.set_worker(store, job_id, None)  # no local process: the job runs on the cluster
         log.info("job %s: training %s on Ray (%s storage)", job_id, req.model_id, "upload" if self.upload else "shared")
-        progress = _ProgressWriter(store, job_id)
-        outcome: _Outcome | None = None
-        try:
-            outcome = _pump(store, job_id, _TaskReader(ray, channel, task), progress, on_event, stop)
-        finally:
-            if outcome is None or outcome.state not in (jobs.SUCCEEDED, jobs.FAILED):
-                ray.cancel(task, force=True)  # kills the task's worker process
-            ray.kill(channel)
-        progress.flush()
-        if outcome is None:
-            return _Outcome(jobs.FAILED, _task_failure(ray, task))
-        if outcome.state == jobs.SUCCEEDED and self.upload:
-            final = install_archive(ray.get(task), work_dir, Path(req.models_dir) / req.model_id)
-            outcome.result = {**(outcome.result or {}), "path": str(final)}
-        return outcome
+        final_dir = Path(req.models_dir) / req.model_id
+        return RayRun(ray, channel, task, work_dir, final_dir if self.upload else None)
 
     def _forwarded_env(self) -> dict[str, str]:
         values = {name: getattr(self.settings, field) for name, field in FORWARDED_ENV.items()}
         return {name: str(value) for name, value in values.items() if value is not None}
+
+
+class RayRun:
+    """One Ray task as the supervisor's Run: its channel read like a pipe (`recv` raises EOFError once the task
+    has ended and every message it sent has been read); `end` cancels a task that is not finishing; `complete`
+    installs an uploaded model."""
+
+    def __init__(self, ray, channel, task, work_dir: Path, upload_to: Path | None):
+        self.ray, self.channel, self.task = ray, channel, task
+        self.work_dir, self.upload_to = work_dir, upload_to
+        self.buffer: deque[dict] = deque()
+        self.ended = False
+
+    def poll(self, timeout: float) -> bool:
+        if not self.buffer and not self.ended:
+            ended = bool(self.ray.wait([self.task], timeout=timeout)[0])
+            self.buffer.extend(self.ray.get(self.channel.drain.remote()))  # after `ended`: nothing is missed
+            self.ended = ended and not self.buffer
+        return bool(self.buffer) or self.ended
+
+    def recv(self) -> dict:
+        if self.buffer:
+            return self.buffer.popleft()
+        raise EOFError
+
+    def end(self, graceful: bool) -> None:
+        if not graceful:
+            self.ray.cancel(self.task, force=True)  # kills the task's worker process
+        self.ray.kill(self.channel)
+
+    def death(self) -> str:
+        """Why the task ended without a last message (its worker died, its node was lost, ...)."""
+        try:
+            self.ray.get(self.task, timeout=10)
+        except Exception as e:  # noqa: BLE001 - Ray's error types vary with the cause; the text is what a person reads
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            return f"the Ray training task failed: {type(e).__name__}{': ' + first if first else ''}"
+        return "the Ray training task ended without reporting a result"
+
+    def complete(self, outcome: Outcome) -> Outcome:
+        if self.upload_to is not None:
+            final = install_archive(self.ray.get(self.task), self.work_dir, self.upload_to)
+            outcome.result = {**(outcome.result or {}), "path": str(final)}
+        return outcome
 
 
 # -- the task, on a node --------------------------------------------------------------------------
@@ -172,39 +195,7 @@ def _remote(ray, target, **options):
     return _REMOTES[key]
 
 
-# -- the supervisor's side ------------------------------------------------------------------------
-
-
-class _TaskReader:
-    """A Ray task's channel as worker._pump reads a child's pipe: `poll(timeout)` and `recv()`, which raises
-    EOFError once the task has ended and every message it sent has been read."""
-
-    def __init__(self, ray, channel, task):
-        self.ray, self.channel, self.task = ray, channel, task
-        self.buffer: deque[dict] = deque()
-        self.ended = False
-
-    def poll(self, timeout: float) -> bool:
-        if not self.buffer and not self.ended:
-            ended = bool(self.ray.wait([self.task], timeout=timeout)[0])
-            self.buffer.extend(self.ray.get(self.channel.drain.remote()))  # after `ended`: nothing is missed
-            self.ended = ended and not self.buffer
-        return bool(self.buffer) or self.ended
-
-    def recv(self) -> dict:
-        if self.buffer:
-            return self.buffer.popleft()
-        raise EOFError
-
-
-def _task_failure(ray, task) -> str:
-    """Why a task ended without a last message (its worker died, its node was lost, ...)."""
-    try:
-        ray.get(task, timeout=10)
-    except Exception as e:  # noqa: BLE001 - Ray's error types vary with the cause; the text is what a person reads
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        return f"the Ray training task failed: {type(e).__name__}{': ' + first if first else ''}"
-    return "the Ray training task ended without reporting a result"
+# -- uploading a model ------------------------------------------------------------------------
 
 
 def pack_dir(folder: Path) -> bytes:

@@ -2,7 +2,7 @@
 
     train(req, work_dir, on_event) -> the run's record (training.json)
 
-runs in a training child process (bot/training/worker.py) and does, in order:
+runs in a training child process (bot/training/child.py) and does, in order:
 
 1. **Base model**: "tiny" (the offline demo model, bot/training/tiny.py), a local folder, or a hub id.
 2. **Seed**: the request's, or a random one; recorded, so a run can be repeated.
@@ -310,7 +310,7 @@ def pick_device(requested: str) -> torch.device:
 def pick_threads(device: torch.device) -> int:
     """On the CPU, every core (torch's default), unless OMP_NUM_THREADS says otherwise. The serving process is
     kept responsive by priority, not by idle cores: training children run at a lower scheduling priority
-    (bot/training/worker.py). Measured on 2 cores with the 124M model: 2 threads trained 1.5x faster than 1."""
+    (bot/training/child.py). Measured on 2 cores with the 124M model: 2 threads trained 1.5x faster than 1."""
     if device.type == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(os.cpu_count() or 1)
     return torch.get_num_threads()

@@ -28,9 +28,9 @@ async def wait_until(predicate, timeout: float = WAIT) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
-async def started(pool, job_id: int) -> dict:
+async def started(mimic, job_id: int) -> dict:
     """The event that says the pool took the job (its training child is starting)."""
-    async for event in pool.subscribe(job_id):
+    async for event in mimic.follow(job_id):
         if event["type"] == "state" and event["state"] == job_rows.RUNNING:
             return event
 
@@ -75,7 +75,7 @@ async def test_train_shows_progress_survives_a_restart_and_announces_the_model(w
     assert status.embeds[0].title == f"Training grace_gardens — job #{job['id']}"
 
     # the daemon stops while the job runs (its child is still starting: seconds of imports), and starts again
-    assert await started(world.bot.pool, job["id"])
+    assert await started(world.mimic, job["id"])
     await world.app.stop()
     assert world.mimic.job(job["id"])["state"] == job_rows.QUEUED  # recorded, to run again
     edits_before = len(world.edits_of(status.id))

@@ -71,7 +71,7 @@ class Training(commands.Cog):
 
     async def resume(self) -> None:
         """At a (re)start of the app, before the pool serves: follow every queued or running job that has a status
-        message. Each watcher subscribes to the pool in its first step, which the sleep lets happen."""
+        message. Watchers read the job's row, so even a job that ends at once is announced."""
         rows = await asyncio.to_thread(self.bot.mimic.jobs, ACTIVE, 500)
         resumed = [job for job in rows if job.get("status_message_id") and job.get("status_channel_id")]
         for job in resumed:
