@@ -30,6 +30,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from .atomic import atomic_path, write_atomic
 from .config import Settings
 from .errors import MimicbotError, ValidationError
 
@@ -200,9 +201,7 @@ def write_heartbeat(settings: Settings, probes: Mapping[str, Probe]) -> dict:
     }
     path = heartbeat_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(beat), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(beat))
     return beat
 
 
@@ -327,14 +326,8 @@ def backup_database(source: Path, dest: Path) -> Path:
         raise BackupError(f"folder {dest.parent} does not exist")
     if dest.exists() and dest.resolve() == source.resolve():
         raise BackupError("the backup path is the live database itself; choose another path")
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(dest) as tmp:
         _copy_checked(source, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(dest.parent)
     log.info("backed up %s to %s (%d bytes)", source, dest, dest.stat().st_size)
     return dest
 
@@ -354,13 +347,3 @@ def _copy_checked(source: Path, tmp: Path) -> None:
         raise BackupError(f"could not back up {source}: {e}") from None
     if result != "ok":
         raise BackupError(f"the copy of {source} failed its integrity check: {result}")
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

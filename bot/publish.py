@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .config import Settings
 from .errors import ConfigError, MimicbotError, ValidationError
+from .modelfolder import CARD_FILE, CONFIG_FILE, PREDICTIONS_FILE, TRAINING_FILE
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,7 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 # starting nor ending with '-' or '.', no '--' or '..', at most 96 characters.
 _PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?"
 REPO_ID = re.compile(rf"^{_PART}/{_PART}$")
-CARD_FILE = "README.md"
-REQUIRED = ("config.json", CARD_FILE)
+REQUIRED = (CONFIG_FILE, CARD_FILE)
 
 
 class PublishError(MimicbotError):
@@ -68,7 +68,7 @@ def model_files(model_dir: Path) -> list[str]:
 def hub_card(model_dir: Path, repo_id: str, endpoint: str) -> bytes:
     """The card as the hub shows it: the model's own README.md, re-rendered from training.json with an
     absolute thumbnail URL. A model without training.json keeps its README.md as it is."""
-    from .training.card import PREDICTIONS_FILE, TRAINING_FILE, render_card
+    from .training.card import render_card
 
     training = model_dir / TRAINING_FILE
     if not training.is_file() or not (model_dir / PREDICTIONS_FILE).is_file():

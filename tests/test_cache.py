@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 from bot.errors import UnknownModel
 from bot.generation.cache import MB, ModelCache
 from bot.generation.models import ModelStore
-from bot.training.trainer import publish
+from bot.modelfolder import install
 from tests.test_generation import make_model_dir, random_gpt2, tiny_base  # noqa: F401  (fixture)
 
 
@@ -123,10 +123,10 @@ def test_a_model_replaced_on_disk_is_loaded_again(settings, tiny_base):  # noqa:
     (settings.models_dir / "ada" / "README.md").write_text("a rewritten card does not change the model")
     assert cache.get("ada") is first
 
-    # retrained: the trainer publishes a new folder in place of the old one
+    # retrained: the trainer installs a new folder in place of the old one
     tokenizer = AutoTokenizer.from_pretrained(tiny_base)
     make_model_dir(settings.models_dir / ".work", "ada", tiny_base, model=random_gpt2(tokenizer, seed=1))
-    publish(settings.models_dir / ".work" / "ada", settings.models_dir / "ada")
+    install(settings.models_dir / ".work" / "ada", settings.models_dir / "ada")
     second = cache.get("ada")
     assert second is not first
     assert not second.model.transformer.wte.weight.equal(first.model.transformer.wte.weight)

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from bot.cleaning import EOT
 from bot.cli import _register, app
 from bot.errors import UnknownModel, ValidationError
-from bot.generation.anticopy import INDEX_FILE, build_index
-from bot.generation.models import GENERATION_FILE, TRAINING_FILE
+from bot.generation.anticopy import build_index
+from bot.modelfolder import ANTICOPY_FILE, GENERATION_FILE, TRAINING_FILE
 from bot.generation.sampling import first_line, sample, stop_token_ids
 from bot.service import Mimicbot
 from bot.training.tiny import ensure_tiny_base
@@ -179,7 +179,7 @@ def make_model_dir(models_dir: Path, model_id: str, base: Path, *, model=None, t
     if generation is not None:
         config = json.loads((path / GENERATION_FILE).read_text())
         (path / GENERATION_FILE).write_text(json.dumps({**config, **generation}))
-    build_index(list(training_texts)).save(path / INDEX_FILE)
+    build_index(list(training_texts)).save(path / ANTICOPY_FILE)
     record = record or {"model_id": model_id, "display_name": model_id.title(),
                         "accounts": [{"handle": model_id, "display_name": model_id.title()}],
                         "finished_at": "2025-12-06T18:20:30+00:00", "eval": {"perplexity_after": 12.5}}
@@ -341,7 +341,7 @@ def test_cli_models_list_show_card_rm(cli_env, tiny_base):
 
     shown = json.loads(cli("models", "show", "ada", "--json").stdout)
     assert shown["path"] == str(path) and shown["training"]["display_name"] == "Ada"
-    assert shown["files"]["anticopy"] == str(path / INDEX_FILE)
+    assert shown["files"]["anticopy"] == str(path / ANTICOPY_FILE)
     assert "card" not in shown["files"]
 
     card = cli("models", "card", "ada")

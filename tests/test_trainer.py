@@ -19,7 +19,7 @@ from bot.generation.anticopy import AntiCopyIndex
 from bot.sources.files import ArchiveSource
 from bot.training.spec import AccountData, TrainRequest, model_id_for
 from bot.training.tiny import ensure_tiny_base
-from bot.training.trainer import (balance, block_starts, join_posts, pack, pick_block_size, publish,
+from bot.training.trainer import (balance, block_starts, join_posts, pack, pick_block_size,
                                   split_held_out, train)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "bot" / "samples"
@@ -193,23 +193,6 @@ def test_retrain_replaces_only_when_complete(accounts, models_dir):
     assert on_disk["trained_tokens"] == 2 * 2 * 256
     assert not (models_dir / ".work" / "r3").exists()
     assert not list(models_dir.glob(".replaced-*"))
-
-
-def test_publish_swaps_and_restores(tmp_path):
-    final = tmp_path / "m"
-    final.mkdir()
-    (final / "weights").write_text("old")
-    new = tmp_path / ".work-1"
-    new.mkdir()
-    (new / "weights").write_text("new")
-    assert publish(new, final) == final
-    assert (final / "weights").read_text() == "new" and not new.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
-
-    with pytest.raises(OSError):
-        publish(tmp_path / ".work-missing", final)
-    assert (final / "weights").read_text() == "new"  # put back when the new one could not be moved in
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
 # -- data building ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 import discord
 
 from ..cleaning import STATS_ROWS
-from ..training.card import PREDICTIONS_FILE
+from ..modelfolder import PREDICTIONS_FILE
 
 ZWSP = "\u200b"
 BOT_COLOUR = discord.Colour(0x1D9BF0)  # the blue of a post

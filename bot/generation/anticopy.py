@@ -37,20 +37,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic import write_atomic
 from ..cleaning import clean_text
 from ..errors import MimicbotError
 
 MIN_RUN = 8
 MAX_RUN = 16
 RATIO = 0.9
-INDEX_FILE = "anticopy.json"  # its name inside a model directory
 FORMAT = "mimicbot-anticopy"
 VERSION = 1
 
@@ -129,11 +128,7 @@ class AntiCopyIndex:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), separators=(",", ":")), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, json.dumps(self.to_dict(), separators=(",", ":")))
 
     @classmethod
     def load(cls, path: str | Path) -> AntiCopyIndex:

@@ -1,28 +1,19 @@
-"""The model store: one directory a model, `<models_dir>/<id>/`, published whole by the trainer.
-
-A model directory holds the Hugging Face files (config.json, weights, tokenizer, generation_config.json),
-the run's record (training.json), the anti-copy index (anticopy.json), the card (README.md) and its
-pictures. Names starting with a dot (`.work`, `.trash-...`) are scratch space, never models.
-"""
+"""The model store: the models on disk (one folder each, bot/modelfolder.py), listed, described and loaded."""
 
 from __future__ import annotations
 
 import difflib
 import json
-import os
 import re
-import shutil
 import threading
-import uuid
 from pathlib import Path
 
+from .. import modelfolder
 from ..errors import MimicbotError, UnknownModel
-from ..training.card import CARD_FILE, LOSS_FILE, PREDICTIONS_FILE, TRAINING_FILE
-from .anticopy import INDEX_FILE, AntiCopyIndex
+from ..modelfolder import (ANTICOPY_FILE, CARD_FILE, GENERATION_FILE, LOSS_FILE, PREDICTIONS_FILE,
+                           TRAINING_FILE)
+from .anticopy import AntiCopyIndex
 from .cache import LoadedModel
-
-GENERATION_FILE = "generation_config.json"
-MARKER_FILE = "config.json"  # a directory without it is not a model
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "max_length")
 
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -41,14 +32,13 @@ class ModelStore:
     def ids(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if not p.name.startswith(".") and (p / MARKER_FILE).is_file())
+        return sorted(p.name for p in self.root.iterdir() if modelfolder.is_model(p))
 
     def path(self, model_id: str) -> Path:
         """The model's directory; UnknownModel (with the closest ids) when there is none."""
         if _ID.match(model_id or "") and ".." not in model_id:
             path = self.root / model_id
-            if (path / MARKER_FILE).is_file():
+            if modelfolder.is_model(path):
                 return path
         raise UnknownModel(self._unknown_message(model_id))
 
@@ -62,12 +52,8 @@ class ModelStore:
         return f"no model {model_id!r}; no model is trained yet (mimicbot train HANDLE)"
 
     def stamp(self, model_id: str) -> tuple[int, int] | None:
-        """Which version of the model is on disk (None: none is). Every publish writes a new config.json."""
-        try:
-            st = (self.root / model_id / MARKER_FILE).stat()
-        except (OSError, ValueError):
-            return None
-        return st.st_ino, st.st_mtime_ns
+        """Which version of the model is on disk (None: none is)."""
+        return modelfolder.stamp(self.root / model_id)
 
     # -- describing -------------------------------------------------------------------------------
 
@@ -95,7 +81,7 @@ class ModelStore:
     def show(self, model_id: str) -> dict:
         """training.json, the summary and the paths of the files a person may want."""
         path = self.path(model_id)
-        files = {"card": CARD_FILE, "predictions": PREDICTIONS_FILE, "loss": LOSS_FILE, "anticopy": INDEX_FILE,
+        files = {"card": CARD_FILE, "predictions": PREDICTIONS_FILE, "loss": LOSS_FILE, "anticopy": ANTICOPY_FILE,
                  "training": TRAINING_FILE, "generation_config": GENERATION_FILE}
         return {**self.summary(model_id), "path": str(path),
                 "files": {k: str(path / name) for k, name in files.items() if (path / name).exists()},
@@ -127,19 +113,17 @@ class ModelStore:
                 tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as e:
             raise MimicbotError(f"model {model_id!r} cannot be loaded from {path}: {e}") from None
-        index_path = path / INDEX_FILE
+        index_path = path / ANTICOPY_FILE
         anticopy = AntiCopyIndex.load(index_path) if index_path.exists() else None
         return LoadedModel(model_id, model, tokenizer, self.sampling_defaults(model_id), anticopy)
 
     def remove(self, model_id: str) -> Path:
         """Delete a model atomically: renamed out of sight first, so it is never seen half-deleted."""
         path = self.path(model_id)
-        trash = self.root / f".trash-{model_id}-{uuid.uuid4().hex[:8]}"
         try:
-            os.rename(path, trash)
+            modelfolder.remove(path)
         except FileNotFoundError:  # removed by another process meanwhile
             raise UnknownModel(self._unknown_message(model_id)) from None
-        shutil.rmtree(trash, ignore_errors=True)
         return path
 
 
@@ -163,4 +147,4 @@ def _perplexity_after(record: dict) -> float | None:
     return value if value is not None else record.get("perplexity_after")
 
 
-__all__ = ["GENERATION_FILE", "ModelStore", "TRAINING_FILE"]
+__all__ = ["ModelStore"]

@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from pathlib import Path
 
 from ..cleaning import EOT
 from ..cleaning import DEFAULT_PROMPT, STATS_ROWS
+from ..atomic import write_atomic
 from ..errors import MimicbotError
+from ..modelfolder import CARD_FILE, LOSS_FILE, PREDICTIONS_FILE, TRAINING_FILE
 from .pictures import avatar_colour, initials
 
-CARD_FILE = "README.md"
-TRAINING_FILE = "training.json"
-PREDICTIONS_FILE = "predictions.png"
-LOSS_FILE = "loss.png"
 HUGGINGTWEETS = "https://github.com/borisdayma/huggingtweets"
 GPT2_LIMITS = "https://huggingface.co/gpt2#limitations-and-bias"
 
@@ -57,11 +54,7 @@ def write_card(model_dir: Path) -> Path:
         raise MimicbotError(f"no {TRAINING_FILE} in {model_dir}: the card is written from a mimicbot training run") from None
     except (OSError, ValueError) as e:
         raise MimicbotError(f"cannot read {model_dir / TRAINING_FILE}: {e}") from None
-    path = model_dir / CARD_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(render_card(info), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(model_dir / CARD_FILE, render_card(info))
 
 
 # -- pieces, top to bottom ------------------------------------------------------------------------

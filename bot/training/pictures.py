@@ -9,7 +9,6 @@ written atomically (temporary file, then rename), so a published model's picture
 from __future__ import annotations
 
 import math
-import os
 import unicodedata
 import zlib
 from collections.abc import Sequence
@@ -17,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
+
+from ..atomic import atomic_path
 
 S = 2  # drawing scale; the saved image is 1/S of the drawing
 
@@ -45,9 +46,8 @@ def save_png(img: Image.Image, path: Path) -> Path:
     """Scale the drawing down to its final size and write it atomically."""
     path = Path(path)
     img = img.resize((img.width // S, img.height // S), Image.Resampling.LANCZOS)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    img.save(tmp, format="PNG", optimize=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG", optimize=True)
     return path
 
 

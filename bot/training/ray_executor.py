@@ -208,11 +208,11 @@ def pack_dir(folder: Path) -> bytes:
 
 
 def install_archive(archive: bytes, work_dir: Path, final_dir: Path) -> Path:
-    """Unpack a model archive into `work_dir`, then publish it to `final_dir` as the trainer does (rename)."""
-    from .trainer import publish
+    """Unpack a model archive into `work_dir`, then install it at `final_dir` as the trainer does."""
+    from ..modelfolder import install
 
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r") as tar:
         tar.extractall(work_dir, filter="data")  # refuses absolute paths, '..' and links out of work_dir
-    return publish(work_dir, final_dir)
+    return install(work_dir, final_dir)

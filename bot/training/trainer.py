@@ -31,9 +31,7 @@ import math
 import os
 import platform
 import random
-import shutil
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import UTC, datetime
@@ -41,11 +39,13 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_atomic
 from ..cleaning import DEFAULT_PROMPT, EOT, joined_chars
 from ..devices import cpu_has_bf16
 from ..errors import ConfigError, ValidationError
 from ..generation import DEFAULTS, LoadedModel, generate
-from ..generation.anticopy import INDEX_FILE, build_index
+from ..generation.anticopy import build_index
+from ..modelfolder import ANTICOPY_FILE, LOSS_FILE, PREDICTIONS_FILE, TRAINING_FILE, install
 from ..tracking import Tracker
 from .card import write_card
 from .pictures import loss_png, predictions_png
@@ -183,9 +183,9 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     info["train_seconds"] = round(train_seconds, 2)
     info["duration_s"] = round(time.perf_counter() - started, 2)
     info["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    write_json(work_dir / "training.json", info)
+    write_json(work_dir / TRAINING_FILE, info)
     write_card(work_dir)
-    final = publish(work_dir, models_dir / req.model_id)
+    final = install(work_dir, models_dir / req.model_id)
     tracker.finish(info, final)
     return {**info, "path": str(final)}
 
@@ -431,38 +431,17 @@ def save_model(model, tokenizer, out: Path) -> None:
 def write_extras(out: Path, info: dict, model, tokenizer, req: TrainRequest, seed: int) -> dict:
     """loss.png, anticopy.json, and a few samples (refused when they copy a post) drawn as predictions.png.
     Returns the generation record for training.json."""
-    loss_png(out / "loss.png", info["losses"])
+    loss_png(out / LOSS_FILE, info["losses"])
     index = build_index([t for a in req.accounts for t in a.texts])  # every kept post, held-out ones too
-    index.save(out / INDEX_FILE)
+    index.save(out / ANTICOPY_FILE)
     result = generate(LoadedModel(req.model_id, model, tokenizer, dict(DEFAULTS), index), DEFAULT_PROMPT,
                       CARD_SAMPLES, seed=seed, extra_rounds=1)
-    predictions_png(out / "predictions.png", info["accounts"], DEFAULT_PROMPT, result.texts)
+    predictions_png(out / PREDICTIONS_FILE, info["accounts"], DEFAULT_PROMPT, result.texts)
     return {**GENERATION, "prefix": EOT, "prompt": DEFAULT_PROMPT, "samples": result.texts, "refused": result.rejected}
 
 
 def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def publish(work_dir: Path, final_dir: Path) -> Path:
-    """Move a finished model folder into place. A model already there is renamed away first, the new one
-    renamed in, then the old one deleted; if the second rename fails the old model is put back."""
-    work_dir, final_dir = Path(work_dir), Path(final_dir)
-    old = None
-    if final_dir.exists():
-        old = final_dir.with_name(f".replaced-{final_dir.name}-{uuid.uuid4().hex[:8]}")
-        os.rename(final_dir, old)
-    try:
-        os.rename(work_dir, final_dir)
-    except OSError:
-        if old is not None:
-            os.rename(old, final_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return final_dir
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def versions() -> dict:
