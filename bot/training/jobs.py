@@ -257,12 +257,16 @@ def state_event(job: dict) -> dict:
             "error": job["error"], "result": job["result"]}
 
 
+def _progress(job: dict) -> tuple:
+    return tuple(job[k] for k in (*PROGRESS_KEYS, "progress_at"))
+
+
 def row_events(before: dict | None, job: dict) -> list[dict]:
     """Events that tell a follower what changed between two reads of a job's row."""
     events = []
-    if before is None or job["progress_at"] != before["progress_at"]:
-        if job["progress_at"]:
-            events.append(progress_event(job))
+    # the fields, not only progress_at: that has one-second resolution, and a run writes twice a second
+    if job["progress_at"] and (before is None or _progress(job) != _progress(before)):
+        events.append(progress_event(job))
     if before is None or job["state"] != before["state"]:
         events.append(state_event(job))
     return events
