@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     mimicbot_reply_blocklist: str = ""  # comma-separated X handles never answered
 
     # Operations, scale-out, publishing, tracking (bot/ops.py, bot/training/ray_executor.py, bot/publish.py,
-    # bot/tracking.py)
+    # bot/training/tracking.py)
     mimicbot_log_file_mb: int = Field(default=10, ge=1)  # data/logs/mimicbot.log rotates at this size
     mimicbot_log_backups: int = Field(default=5, ge=0)  # rotated log files kept
     mimicbot_heartbeat_seconds: float = Field(default=30.0, gt=0)  # health fails after 3 missed heartbeats

@@ -43,3 +43,11 @@ class ConfigError(MimicbotError):
 
 class ValidationError(MimicbotError):
     """An argument is out of range or malformed (bad cron string, bad handle, ...)."""
+
+
+class UnknownOutgoing(MimicbotError):
+    """No outgoing post (draft or ledger entry) with that id, or it is not in a state that allows the action."""
+
+
+class StoreBusy(MimicbotError):
+    """Another process held the database's write lock for longer than the busy timeout."""

@@ -1,16 +1,23 @@
 """The service API: the one set of nouns and verbs that the CLI and the Discord cogs are thin faces of.
 
 Accounts are fetched from sources into the store; models are trained from stored accounts by jobs in a
-pool of child processes; generation serves cached models. Nothing here imports discord.
+pool of child processes; generation serves cached models. Nothing here imports discord. The faces import
+this module, bot.errors and bot.config, nothing behind them (tests/test_layers.py holds them to it): the
+nouns they share — job states, the default prompt, the card's table rows, a stop request — are named here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import shutil
 import threading
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 from .cleaning import DEFAULT_PROMPT, clean_post
 from .config import Settings, load_settings
@@ -21,11 +28,15 @@ from .store import Store, utcnow
 from .training import jobs as job_queue
 from .training.pool import TrainingPool, run_job_blocking
 from .training.spec import TrainRequest, check_hyperparameters, check_request, model_id_for
-from .training.supervisor import Stop
+from .training.jobs import ACTIVE, CANCELLED, FAILED, PROGRESS_KEYS, QUEUED, RUNNING, SUCCEEDED, TERMINAL
+from .training.supervisor import Stop, log_path_for
+from .cleaning import STATS_ROWS
 
 log = logging.getLogger(__name__)
 
 MAX_ACCOUNTS = 3  # a cyborg is at most three people, as in the recipe
+FORGET_WAIT_S = 60.0  # how long forget waits for a cancelled job to stop (a run stops within seconds)
+FORGOTTEN = "[forgotten]"  # what the outgoing ledger keeps of a forgotten model's posts
 
 
 @dataclass
@@ -75,7 +86,7 @@ class Mimicbot:
         sources are all read before anything is written, so one bad source leaves the database unchanged."""
         started = utcnow()
         results = await self.read(specs, handle)
-        return [self.ingest(src.label, result, started) for src, result in results]
+        return await asyncio.to_thread(lambda: [self.ingest(src.label, result, started) for src, result in results])
 
     async def read(self, specs: list[str], handle: str | None = None) -> list[tuple[Source, FetchResult]]:
         """Read every source, storing nothing (a known account's cursor is read from the store)."""
@@ -89,7 +100,7 @@ class Mimicbot:
             known = getattr(src, "handle", None)
             network = getattr(src, "network", None)
             if known and network:
-                existing = self.store.get_account(network, known)
+                existing = await asyncio.to_thread(self.store.get_account, network, known)
                 since = existing["since_id"] if existing else None
             result = await src.fetch(since_id=since)
             results.append((src, result))
@@ -134,9 +145,29 @@ class Mimicbot:
             raise ValidationError(f"a model learns from at most {MAX_ACCOUNTS} accounts; {len(specs)} were given")
         hyper = {"base_model": self.settings.mimicbot_base_model, **{k: v for k, v in hyper.items() if v is not None}}
         check_hyperparameters(TrainRequest(model_id="", accounts=[], models_dir="", **hyper))  # before any fetch
+        # the network is awaited; every SQLite read and write runs in a thread, off the event loop
+        stored = await asyncio.to_thread(self._stored_accounts, specs)
+        missing = [spec for spec, a in stored.items() if a is None]
+        started = utcnow()
+        results = await self.read(missing) if missing else []
+        return await asyncio.to_thread(self._request, specs, stored, results, started, hyper)
+
+    def _stored_accounts(self, specs: list[str]) -> dict[str, dict | None]:
+        """Each SOURCE's stored account (None: it must be read); NotEnoughData if a stored one is short."""
         stored = {spec: self._stored_account(spec) for spec in specs}
         _require_enough(self.store, [a for a in stored.values() if a])
-        fetched = await self._fetch_enough([spec for spec, a in stored.items() if a is None])
+        return stored
+
+    def _request(self, specs: list[str], stored: dict, results: list[tuple[Source, FetchResult]], started: str,
+                 hyper: dict) -> TrainRequest:
+        """Store what was read (in one transaction, kept only if each account has enough text), then the request."""
+        fetched = {}
+        if results:
+            with self.store.transaction():
+                reports = [self.ingest(src.label, result, started) for src, result in results]
+                _require_enough(self.store, [self.store.get_account(r.network, r.handle) for r in reports])
+            missing = [spec for spec in specs if stored[spec] is None]
+            fetched = {spec: self.store.get_account(r.network, r.handle) for spec, r in zip(missing, reports)}
         accounts = list({a["id"]: a for a in (stored[s] or fetched[s] for s in specs)}.values())
         req = TrainRequest(
             model_id=model_id_for([a["handle"] for a in accounts]),
@@ -156,17 +187,6 @@ class Mimicbot:
         found = self.store.find_accounts(normalise_handle(spec))
         return found[0] if found else None
 
-    async def _fetch_enough(self, specs: list[str]) -> dict[str, dict]:
-        """Fetch these sources and store them in one transaction, kept only if each has enough text."""
-        if not specs:
-            return {}
-        started = utcnow()
-        results = await self.read(specs)
-        with self.store.transaction():
-            reports = [self.ingest(src.label, result, started) for src, result in results]
-            _require_enough(self.store, [self.store.get_account(r.network, r.handle) for r in reports])
-        return {spec: self.store.get_account(r.network, r.handle) for spec, r in zip(specs, reports)}
-
     def submit(self, req: TrainRequest, requested_by: str = "cli", guild_id: int | None = None,
                status_channel_id: int | None = None) -> dict:
         """Queue a training job; returns its row."""
@@ -174,12 +194,6 @@ class Mimicbot:
         if self.pool is not None:
             self.pool.notify()
         return job
-
-    async def train(self, sources: list[str], requested_by: str, guild_id: int | None = None,
-                    status_channel_id: int | None = None, **hyper) -> dict:
-        """Build the request and queue it (for the daemon, whose pool runs it); returns the job's row."""
-        req = await self.build_request(sources, **hyper)
-        return await asyncio.to_thread(self.submit, req, requested_by, guild_id, status_channel_id)
 
     def run_job(self, job_id: int, on_event=None, stop: Stop | None = None) -> dict:
         """Run a queued job in this process (or follow it if another process took it); blocks until it
@@ -194,8 +208,9 @@ class Mimicbot:
         async for event in follow(self.store, job_id):
             yield event
 
-    def jobs(self, states: tuple[str, ...] | None = None, limit: int = 50) -> list[dict]:
-        return job_queue.list_jobs(self.store, states, limit)
+    def jobs(self, states: tuple[str, ...] | None = None, limit: int = 50, guild_id: int | None = None) -> list[dict]:
+        """The newest jobs first, of these states and this Discord server when given."""
+        return job_queue.list_jobs(self.store, states, limit, guild_id)
 
     def job(self, job_id: int) -> dict:
         """One job's row; UnknownJob for a bad id."""
@@ -205,6 +220,20 @@ class Mimicbot:
         """Cancel a queued job now, or ask whichever process runs it to stop it (within about a second)."""
         return job_queue.request_cancel(self.store, job_id)
 
+    async def acancel(self, job_id: int) -> dict:
+        """`cancel`, and when this process's pool runs the job, return once it has stopped."""
+        if self.pool is not None:
+            return await self.pool.cancel(job_id)
+        return await asyncio.to_thread(self.cancel, job_id)
+
+    def job_log(self, job_id: int):
+        """The path of the job's training log (written by its run)."""
+        return log_path_for(self.settings.data_dir, job_id)
+
+    def set_status_message(self, job_id: int, channel_id: int, message_id: int) -> None:
+        """Remember the Discord message that shows the job's progress (followed again after a restart)."""
+        job_queue.set_status_message(self.store, job_id, channel_id, message_id)
+
     # -- models and generation ---------------------------------------------------------------------
     # Models are directories under models_dir (bot/generation/models.py); generation serves them from one
     # cache per process, created on first use. torch and transformers are imported only when needed.
@@ -212,7 +241,7 @@ class Mimicbot:
     _cache = None
     _cache_lock = threading.Lock()
 
-    @property
+    @cached_property
     def model_store(self):
         from .generation.models import ModelStore
 
@@ -248,9 +277,25 @@ class Mimicbot:
         """Every trained model: id, display name, accounts, created_at, size_mb, perplexity_after."""
         return self.model_store.list()
 
+    def model_ids(self) -> list[str]:
+        """The ids of every trained model (cheap: no file is read)."""
+        return self.model_store.ids()
+
     def model(self, model_id: str) -> dict:
         """One model: its summary, training.json and the paths of its files; UnknownModel for a bad id."""
         return self.model_store.show(model_id)
+
+    def write_card(self, model_id: str):
+        """Rewrite the model's card (README.md) from its training.json; returns its path."""
+        from .training.card import write_card
+
+        return write_card(self.model(model_id)["path"])
+
+    def push_model(self, model_id: str, repo: str, private: bool = False):
+        """Upload a model, its card and pictures to the Hugging Face hub (HF_TOKEN); a PushResult."""
+        from .publish import push_model
+
+        return push_model(self.settings, model_id, repo, private=private)
 
     def remove_model(self, model_id: str) -> None:
         """Delete a model from disk (atomically) and from the cache."""
@@ -262,13 +307,13 @@ class Mimicbot:
     # Schedules, the outgoing ledger, guards and targets live in bot/posting (no discord import there until a
     # Discord target is built); the daemon runs schedules and X replies with bot.posting.daemon.PostingDaemon.
 
-    @property
+    @cached_property
     def schedules(self):
         from .posting.schedules import Schedules
 
         return Schedules(self.store, self.settings)
 
-    @property
+    @cached_property
     def poster(self):
         from .posting.poster import Poster
 
@@ -286,28 +331,21 @@ class Mimicbot:
                      approval_channel_id: int | None = None) -> dict:
         """Store a schedule (UnknownModel, ValidationError for a bad cron, interval, zone or target)."""
         self.model(model_id)
-        return self.schedules.add(model_id, target, cron=cron, every=every, timezone=timezone,
-                                  require_approval=require_approval, approval_channel_id=approval_channel_id)
+        return _timed(self.schedules.add(model_id, target, cron=cron, every=every, timezone=timezone,
+                                         require_approval=require_approval, approval_channel_id=approval_channel_id))
 
     def list_schedules(self) -> list[dict]:
         """Every schedule, with `next_fire` (ISO, None while paused) and a readable `when`."""
-        from .posting.schedules import describe, next_fire
-
-        rows = self.schedules.list()
-        for row in rows:
-            upcoming = next_fire(row)
-            row["next_fire"] = upcoming.isoformat() if upcoming else None
-            row["when"] = describe(row)
-        return rows
+        return [_timed(row) for row in self.schedules.list()]
 
     def remove_schedule(self, schedule_id: int) -> dict:
-        return self.schedules.remove(schedule_id)
+        return _timed(self.schedules.remove(schedule_id))
 
     def pause_schedule(self, schedule_id: int) -> dict:
-        return self.schedules.pause(schedule_id)
+        return _timed(self.schedules.pause(schedule_id))
 
     def resume_schedule(self, schedule_id: int) -> dict:
-        return self.schedules.resume(schedule_id)
+        return _timed(self.schedules.resume(schedule_id))
 
     def run_schedule_now(self, schedule_id: int) -> dict:
         """Ask the running daemon to fire the schedule once, now."""
@@ -319,27 +357,22 @@ class Mimicbot:
         from .posting.targets import build_target
 
         target = build_target(to, self.settings, discord_client=discord_client)
-        self.model(model_id)
+        await asyncio.to_thread(self.model, model_id)
         return await self.poster.post(model_id, target, dry_run=dry_run)
 
     def outgoing(self, status: str | None = None, limit: int = 50) -> list[dict]:
         """The outgoing ledger, newest first (status: draft, rejected, sending, sent, failed, unknown)."""
-        from .posting.ledger import Ledger
-
-        return Ledger(self.store).list(status, limit)
+        return self.poster.ledger.list(status, limit)
 
     def resolve_outgoing(self, entry_id: int, remote_id: str | None) -> dict:
         """Settle an "unknown" post by hand: found on the network (its id) or not posted (None)."""
-        from .posting.ledger import Ledger
-
-        return Ledger(self.store).resolve(entry_id, remote_id)
+        return self.poster.ledger.resolve(entry_id, remote_id)
 
     async def approve_draft(self, entry_id: int, decided_by: str, discord_client=None):
         """Send a draft a human approved (guards run again first); a PostOutcome."""
-        from .posting.ledger import Ledger
         from .posting.targets import build_target
 
-        entry = Ledger(self.store).get(entry_id)
+        entry = await asyncio.to_thread(self.poster.ledger.get, entry_id)
         target = build_target(entry["target"], self.settings, discord_client=discord_client)
         return await self.poster.approve(entry_id, target, decided_by)
 
@@ -366,29 +399,94 @@ class Mimicbot:
                     pk=("guild_id", "key"),
                 )
 
-    def forget(self, handle: str, dry_run: bool = False) -> dict:
-        """Delete an account's stored posts (on every network) and every model trained on them, and cancel
-        its queued or running trainings. `dry_run`: only report what would go. UnknownAccount when nothing
-        is stored under that handle."""
+    def forget(self, handle: str, dry_run: bool = False, wait_s: float = FORGET_WAIT_S) -> dict:
+        """Delete everything stored about an account, on every network: its posts, every model trained on them,
+        its training jobs (their stored requests name it), the texts those models posted (the ledger keeps
+        that a post went out, not what it said) and the W&B runs under <data dir>/wandb that hold its posts.
+
+        One forget of a handle at a time (a lock file, across processes). Its queued and running jobs are
+        cancelled first and waited for — a job in its save phase could otherwise publish a model after
+        forget returned. `dry_run`: only report what would go. UnknownAccount when nothing is stored."""
         handle = normalise_handle(handle)
+        with _account_lock(self.settings.data_dir, handle):
+            report = self._forget_plan(handle)
+            if dry_run:
+                return report
+            for job_id in report["cancelled_jobs"]:
+                self.cancel(job_id)
+            for job_id in report["cancelled_jobs"]:
+                _wait_until_ended(self.store, job_id, wait_s)
+            report = {**self._forget_plan(handle, required=False), "cancelled_jobs": report["cancelled_jobs"]}
+            for model_id in report["models"]:
+                self.remove_model(model_id)
+            with self.store.transaction() as db:
+                for account in self.store.find_accounts(handle):
+                    self.store.delete_account(account["id"])
+                db.execute(f"delete from jobs where id in ({', '.join('?' * len(report['jobs']))})", report["jobs"])
+                if report["models"]:
+                    marks = ", ".join("?" * len(report["models"]))
+                    report["outgoing_scrubbed"] = db.execute(
+                        f"update outgoing set text = ? where model_id in ({marks}) and text != ?",
+                        [FORGOTTEN, *report["models"], FORGOTTEN]).rowcount
+            for run in report["wandb_runs"]:
+                shutil.rmtree(run, ignore_errors=True)
+        return report
+
+    def _forget_plan(self, handle: str, required: bool = True) -> dict:
         accounts = self.store.find_accounts(handle)
         models = [m["id"] for m in self.models() if handle in (m.get("accounts") or [])]
-        active = [j for j in self.jobs(("queued", "running"), 1000)
-                  if handle in {a.get("handle") for a in (j.get("request") or {}).get("accounts", [])}]
-        if not accounts and not models:
+        jobs = [j for j in job_queue.list_jobs(self.store, None, 1_000_000)
+                if handle in {a.get("handle") for a in (j.get("request") or {}).get("accounts", [])}]
+        if required and not accounts and not models:
             raise UnknownAccount(f"nothing is stored for @{handle}")
-        report = {"handle": handle, "accounts": len(accounts), "models": models,
-                  "posts": sum(self.store.account_stats(a["id"]).downloaded for a in accounts),
-                  "cancelled_jobs": [j["id"] for j in active]}
-        if dry_run:
-            return report
-        for job in active:
-            self.cancel(job["id"])
-        for model_id in models:
-            self.remove_model(model_id)
-        for account in accounts:
-            self.store.delete_account(account["id"])
-        return report
+        return {"handle": handle, "accounts": len(accounts), "models": models,
+                "posts": sum(self.store.account_stats(a["id"]).downloaded for a in accounts),
+                "cancelled_jobs": [j["id"] for j in jobs if j["state"] in ACTIVE],
+                "jobs": [j["id"] for j in jobs], "outgoing_scrubbed": 0,
+                "wandb_runs": [str(p) for p in _wandb_runs_naming(self.settings.data_dir, [handle, *models])]}
+
+@contextmanager
+def _account_lock(data_dir, handle: str):
+    """One forget of a handle at a time, across processes (an flock on <data dir>/locks/<handle>.lock)."""
+    locks = data_dir / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{handle}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _wait_until_ended(store: Store, job_id: int, wait_s: float) -> None:
+    """Until the job is in a terminal state (whichever process runs it); ValidationError after wait_s."""
+    deadline = time.monotonic() + wait_s
+    while job_queue.get(store, job_id)["state"] not in TERMINAL:
+        if time.monotonic() > deadline:
+            raise ValidationError(f"training job {job_id} did not stop within {wait_s:g} s; nothing was deleted "
+                                  "— try again once it has ended")
+        time.sleep(0.2)
+
+
+def _wandb_runs_naming(data_dir, names: list[str]) -> list:
+    """W&B run folders under <data dir>/wandb whose files name any of `names` (the handle, its models)."""
+    root = data_dir / "wandb"
+    if not root.is_dir():
+        return []
+    needles = [n.encode() for n in names if n]
+    found = []
+    for run in sorted(p for p in root.iterdir() if p.is_dir() and "run-" in p.name):
+        if any(needle in f.read_bytes() for f in run.rglob("*") if f.is_file() for needle in needles):
+            found.append(run)
+    return found
+
+
+def _timed(schedule: dict) -> dict:
+    """A schedule's row with `next_fire` (ISO, None while paused) and a readable `when`."""
+    from .posting.schedules import describe, next_fire
+
+    upcoming = next_fire(schedule)
+    return {**schedule, "next_fire": upcoming.isoformat() if upcoming else None, "when": describe(schedule)}
 
 
 def _require_enough(store: Store, accounts: list[dict]) -> None:
@@ -407,4 +505,5 @@ def _newer(old: str | None, new: str | None) -> str | None:
     return new
 
 
-__all__ = ["FetchReport", "MAX_ACCOUNTS", "Mimicbot", "MimicbotError"]
+__all__ = ["ACTIVE", "CANCELLED", "DEFAULT_PROMPT", "FAILED", "FetchReport", "MAX_ACCOUNTS", "Mimicbot",
+           "MimicbotError", "PROGRESS_KEYS", "QUEUED", "RUNNING", "STATS_ROWS", "SUCCEEDED", "Stop", "TERMINAL"]

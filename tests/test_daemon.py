@@ -191,3 +191,21 @@ def test_run_with_only_x_credentials_trains_queued_jobs_posts_schedules_and_repl
     for secret in TEST_CREDENTIALS.values():
         assert secret not in out
     assert len([t for t in x_server.tweets if t.author_id == x_server.me.id]) == 2  # one post, one reply
+
+
+def test_forget_through_the_console_script(tmp_path):
+    """An admin imports an account, asks what forget would delete, then forgets it; an unknown handle is one
+    line and exit 2."""
+    env = scratch_env(tmp_path)
+    assert mimicbot(tmp_path, "fetch", str(sample_path("ada_bytes")), env=env).returncode == 0
+    unknown = mimicbot(tmp_path, "forget", "nobody_here", "--yes", env=env)
+    assert unknown.returncode == 2 and unknown.stderr.strip() == "error: nothing is stored for @nobody_here"
+    plan = mimicbot(tmp_path, "forget", "@Ada_Bytes", "--dry-run", "--json", env=env)
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["posts"] == 400 and json.loads(plan.stdout)["accounts"] == 1
+    listed = mimicbot(tmp_path, "accounts", "list", "--json", env=env)
+    assert [a["handle"] for a in json.loads(listed.stdout)] == ["ada_bytes"]  # a dry run deletes nothing
+    done = mimicbot(tmp_path, "forget", "ada_bytes", "--yes", env=env)
+    assert done.returncode == 0 and done.stdout.startswith("deleted @ada_bytes: 400 posts from 1 account(s)")
+    listed = mimicbot(tmp_path, "accounts", "list", "--json", env=env)
+    assert json.loads(listed.stdout) == []

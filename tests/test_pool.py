@@ -308,3 +308,64 @@ def test_settings_decide_the_worker_count(tmp_path):
         assert TrainingPool(store, s).workers == 3
     finally:
         store.close()
+
+
+async def test_the_jobs_of_one_server_are_chosen_in_sql_newest_first(bot, tiny_base):
+    """`jobs(states, limit, guild_id)`: a server's queue cap and `/jobs` see that server's jobs only, even when
+    other servers' jobs are newer and more numerous than the limit."""
+    req = await request(bot, tiny_base)
+    mine = [bot.submit(req, requested_by="discord:1", guild_id=7)["id"] for _ in range(2)]
+    others = [bot.submit(req, requested_by="discord:2", guild_id=8)["id"] for _ in range(5)]
+    assert [j["id"] for j in bot.jobs(None, 3, guild_id=7)] == mine[::-1]
+    assert [j["id"] for j in bot.jobs(jobs.ACTIVE, 3, guild_id=8)] == others[::-1][:3]
+    bot.cancel(mine[0])
+    assert [j["id"] for j in bot.jobs(jobs.ACTIVE, 10, guild_id=7)] == [mine[1]]
+
+
+async def test_forget_during_a_jobs_save_phase_waits_for_it_and_leaves_nothing(bot, pool, tiny_base):
+    """The child is held (SIGSTOP) in its save phase when `forget` runs: forget cancels the job, waits for it
+    to have stopped, and only then deletes — no model is published after forget returned."""
+    await pool.start()
+    job = await pool.submit(await request(bot, tiny_base), requested_by="test")
+    async with asyncio.timeout(WAIT_S):
+        while (row := bot.job(job["id"]))["phase"] != "save":
+            assert row["state"] in jobs.ACTIVE, row
+            await asyncio.sleep(0.02)
+    os.kill(row["worker_pid"], signal.SIGSTOP)  # mid-save, for as long as forget takes
+
+    report = await asyncio.to_thread(bot.forget, "ada_bytes")
+    assert report["cancelled_jobs"] == [job["id"]] and report["jobs"] == [job["id"]]
+    assert gone(row["worker_pid"])  # stopped before forget returned
+    await asyncio.sleep(1.0)  # and nothing appears afterwards
+    models = bot.settings.models_dir
+    assert not (models / "ada_bytes").exists() and not work_dir_for(models, job["id"]).exists()
+    assert [p.name for p in models.iterdir() if not p.name.startswith(".")] == []
+    assert bot.jobs() == [] and bot.store.find_accounts("ada_bytes") == []
+    orphans = "select count(*) as n from posts where account_id not in (select id from accounts)"
+    assert bot.store.query(orphans)[0]["n"] == 0
+
+
+async def test_a_child_killed_mid_save_fails_the_job_and_keeps_the_old_model(bot, pool, tiny_base):
+    """SIGKILL in the save phase of a retraining: the job fails with the signal, the model published before is
+    untouched and loadable, the work folder is gone, and the next training of the account succeeds."""
+    await pool.start()
+    first = await pool.submit(await request(bot, tiny_base), requested_by="test")
+    assert (await events_until(pool, first["id"], is_end))[-1]["state"] == "succeeded"
+    model_dir = bot.settings.models_dir / "ada_bytes"
+    before = {p.relative_to(model_dir): p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
+
+    again = await pool.submit(await request(bot, tiny_base, seed=2), requested_by="test")
+    async with asyncio.timeout(WAIT_S):
+        while (row := bot.job(again["id"]))["phase"] != "save":
+            assert row["state"] in jobs.ACTIVE, row
+            await asyncio.sleep(0.02)
+    os.kill(row["worker_pid"], signal.SIGKILL)
+    end = (await events_until(pool, again["id"], is_end))[-1]
+    assert end["state"] == "failed" and "signal 9 (SIGKILL)" in end["error"]
+    after = {p.relative_to(model_dir): p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
+    assert after == before
+    assert not work_dir_for(bot.settings.models_dir, again["id"]).exists()
+    assert bot.generate("ada_bytes", n=1, seed=1).texts  # still loads and samples
+
+    third = await pool.submit(await request(bot, tiny_base, seed=3), requested_by="test")
+    assert (await events_until(pool, third["id"], is_end))[-1]["state"] == "succeeded"

@@ -34,7 +34,7 @@ def daemon_of(world):
 async def fire_at(world, clock, when: datetime) -> None:
     clock.move_to(when)
     runner = daemon_of(world).runner
-    runner.sync()
+    await runner.sync()
     runner.wakeup()
     await runner.settle()
 

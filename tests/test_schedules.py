@@ -216,31 +216,31 @@ async def test_edits_are_picked_up_without_a_restart(service, model_id, x_server
         other = Mimicbot(service.settings)
         schedule = other.add_schedule(model_id, "x", cron="0 9 * * *")
         assert daemon.runner.next_run_time(schedule["id"]) is None
-        assert daemon.runner.sync() is True
+        assert await daemon.runner.sync() is True
         assert daemon.runner.next_run_time(schedule["id"]) == datetime(2031, 3, 3, 9, tzinfo=UTC)
-        assert daemon.runner.sync() is False  # nothing changed since
+        assert await daemon.runner.sync() is False  # nothing changed since
 
         other.pause_schedule(schedule["id"])
-        daemon.runner.sync()
+        await daemon.runner.sync()
         assert daemon.runner.next_run_time(schedule["id"]) is None
         await fire_at(daemon, clock, datetime(2031, 3, 3, 9, 0, 5, tzinfo=UTC))
         assert x_server.requests_to(TWEETS) == []  # paused: no post
 
         other.resume_schedule(schedule["id"])
-        daemon.runner.sync()
+        await daemon.runner.sync()
         assert daemon.runner.next_run_time(schedule["id"]) == datetime(2031, 3, 4, 9, tzinfo=UTC)
 
         other.run_schedule_now(schedule["id"])
-        daemon.runner.sync()
+        await daemon.runner.sync()
         await daemon.runner.settle()
         assert len(x_server.requests_to(TWEETS)) == 1
         assert ":manual:" in Ledger(service.store).list()[0]["fire_key"]
-        daemon.runner.sync()
+        await daemon.runner.sync()
         await daemon.runner.settle()
         assert len(x_server.requests_to(TWEETS)) == 1  # the request is consumed once
 
         other.remove_schedule(schedule["id"])
-        daemon.runner.sync()
+        await daemon.runner.sync()
         assert daemon.runner.scheduler.get_jobs() == []
         other.close()
     finally:

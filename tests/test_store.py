@@ -46,3 +46,29 @@ def test_delete_account(settings):
     assert bot.store.delete_account(acc["id"]) == 400
     assert bot.accounts() == []
     bot.close()
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_one_clear_error_and_writes_nothing(settings):
+    """Another process (a CLI import, the daemon) holds the write lock longer than the busy timeout: the fetch
+    fails with StoreBusy naming the cause, not a `database is locked` traceback, and stores nothing."""
+    from bot.errors import StoreBusy
+
+    Store(settings.db_path).close()  # the tables exist
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+         "c.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(3); c.execute('COMMIT')",
+         str(settings.db_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        bot = Mimicbot(settings, store=Store(settings.db_path, busy_timeout_ms=300))
+        try:
+            bot.fetch_blocking([str(sample_path("ada_bytes"))])
+        except StoreBusy as e:
+            assert "is busy: another process" in str(e) and "0.3 s; nothing was written" in str(e)
+        else:
+            raise AssertionError("the fetch wrote while another process held the lock")
+    finally:
+        holder.wait(10)
+    assert bot.store.query("select count(*) as n from posts")[0]["n"] == 0
+    assert bot.store.query("select count(*) as n from accounts")[0]["n"] == 0
+    bot.close()

@@ -1,4 +1,4 @@
-"""W&B tracking (bot/tracking.py): a real training run with MIMICBOT_WANDB=offline, read back from the run's
+"""W&B tracking (bot/training/tracking.py): a real training run with MIMICBOT_WANDB=offline, read back from the run's
 own transaction log; and tracking off leaves nothing behind.
 
 wandb (the `wandb` extra) writes an offline run as `wandb/offline-run-*/run-*.wandb`: a LevelDB-style log
@@ -23,7 +23,7 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.samples.generate import sample_path
 from bot.service import Mimicbot
-from bot.tracking import Tracker, artifact_name
+from bot.training.tracking import Tracker, artifact_name
 from bot.training.trainer import train
 from bot.training.supervisor import work_dir_for
 
@@ -177,7 +177,7 @@ def test_tracking_off_records_nothing(settings, request_for_ada, monkeypatch, tm
 def test_a_tracking_failure_never_fails_training(settings, request_for_ada, tmp_path, caplog):
     settings.mimicbot_wandb = "offline"
     tracker = Tracker.for_request(request_for_ada, settings)
-    with caplog.at_level(logging.WARNING, logger="bot.tracking"):
+    with caplog.at_level(logging.WARNING, logger="bot.training.tracking"):
         tracker.finish({"model_id": "ada_bytes", "eval": {"loss_after": 2.5}}, tmp_path / "no-such-model")
     assert not tracker.enabled
     assert any("could not finish the run" in r.getMessage() for r in caplog.records)
@@ -204,3 +204,27 @@ def test_metrics_are_only_finite_numbers(settings, request_for_ada):
 def test_settings_reject_an_unknown_mode():
     with pytest.raises(pydantic.ValidationError, match="mimicbot_wandb"):
         Settings(mimicbot_wandb="sometimes", _env_file=None)
+
+
+def test_forget_removes_the_accounts_offline_runs_and_the_texts_its_model_posted(settings, request_for_ada,
+                                                                                  monkeypatch):
+    """W&B runs hold the posts (the dataset artifact): forget removes the runs that name the account. The
+    outgoing ledger keeps that its model posted, not what."""
+    from bot.posting.ledger import Ledger
+
+    monkeypatch.setenv("MIMICBOT_WANDB", "offline")
+    monkeypatch.setenv("MIMICBOT_DATA_DIR", str(settings.data_dir))
+    work_dir = work_dir_for(request_for_ada.models_dir, 1)
+    work_dir.parent.mkdir(parents=True)
+    train(request_for_ada, work_dir, lambda event: None)
+    bot = Mimicbot(settings)
+    try:
+        run_dir = read_run(settings.data_dir)["dir"]
+        entry = Ledger(bot.store).open(model_id="ada_bytes", target="x", text="a generated post", fire_key=None)
+        assert bot.forget("ada_bytes", dry_run=True)["wandb_runs"] == [str(run_dir)]
+        report = bot.forget("ada_bytes")
+        assert report["wandb_runs"] == [str(run_dir)] and report["outgoing_scrubbed"] == 1
+        assert not run_dir.exists() and not list(settings.data_dir.glob("wandb/*run-*"))
+        assert Ledger(bot.store).get(entry)["text"] == "[forgotten]"
+    finally:
+        bot.close()

@@ -60,14 +60,7 @@ def _root(log_level: str = typer.Option("WARNING", "--log-level", help="DEBUG, I
 
 
 def _register() -> None:
-    from . import fetch  # noqa: F401  (each module adds its commands to `app`)
-
-    for optional in ("train", "generate", "models", "demo", "run", "schedule", "ops"):
-        try:
-            __import__(f"{__name__}.{optional}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{optional}":
-                raise
+    from . import demo, fetch, generate, models, ops, run, schedule, train  # noqa: F401  (each adds its commands)
 
 
 def main() -> None:

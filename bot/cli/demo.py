@@ -37,7 +37,7 @@ def demo(
 
 def run_demo(epochs: int = DEMO_EPOCHS, lr: float = DEMO_LR, max_steps: int | None = None, seed: int = 0) -> None:
     """The demo itself (also what `mimicbot start` runs when nothing is configured)."""
-    from ..training.supervisor import Stop
+    from ..service import Stop
 
     quiet_transformers()
     started = time.perf_counter()

@@ -1,16 +1,15 @@
-"""`mimicbot fetch` and `mimicbot accounts`."""
+"""`mimicbot fetch`, `mimicbot accounts` and `mimicbot forget`."""
 
 from __future__ import annotations
 
 import typer
 from rich.table import Table
 
-from ..cleaning import STATS_ROWS
+from ..service import STATS_ROWS
 from . import app, err, friendly, out, print_json, service
 
 accounts_app = typer.Typer(help="Accounts whose posts are stored.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
-
 
 
 def stats_table(reports: list[dict]) -> Table:
@@ -58,3 +57,31 @@ def accounts_list(as_json: bool = typer.Option(False, "--json")) -> None:
         table.add_row(r["network"], "@" + r["handle"], r["display_name"] or "", f"{r['downloaded']:,}",
                       f"{r['retweets']:,}", f"{r['short']:,}", f"{r['kept']:,}", r["updated_at"] or "")
     out.print(table)
+
+
+@app.command()
+@friendly
+def forget(
+    handle: str = typer.Argument(..., help="the account's handle, on any network (e.g. ada_bytes)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="only say what would be deleted"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Delete everything stored about an account: posts, models trained on them, its training jobs (running
+    ones are cancelled and waited for), the texts those models posted, and its W&B runs."""
+    with service() as bot:
+        plan = bot.forget(handle, dry_run=True)  # UnknownAccount before any question
+        if not dry_run and not yes and not typer.confirm(f"delete {_forget_line(plan)}? This cannot be undone"):
+            err.print("kept", highlight=False)
+            raise typer.Exit(1)
+        report = plan if dry_run else bot.forget(handle)
+    if as_json:
+        print_json(report)
+    else:
+        out.print(("would delete " if dry_run else "deleted ") + _forget_line(report), highlight=False)
+
+
+def _forget_line(report: dict) -> str:
+    models = ", ".join(report["models"]) or "none"
+    return (f"@{report['handle']}: {report['posts']:,} posts from {report['accounts']} account(s), models: {models}, "
+            f"{len(report['jobs'])} training job(s), {len(report['wandb_runs'])} W&B run(s)")

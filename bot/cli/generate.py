@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ..cleaning import DEFAULT_PROMPT
+from ..service import DEFAULT_PROMPT
 from . import app, err, friendly, out, print_json, service
 
 

@@ -97,8 +97,6 @@ def models_rm(
 @friendly
 def models_card(model_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Rewrite the model card (README.md) from training.json and print its path."""
-    from ..training.card import write_card
-
     with service() as bot:
-        path = bot.model(model_id)["path"]
-    out.print(str(write_card(path)), highlight=False, soft_wrap=True)
+        path = bot.write_card(model_id)
+    out.print(str(path), highlight=False, soft_wrap=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from . import app, err, friendly, out, print_json
+from . import app, err, friendly, out, print_json, service
 
 
 def group(name: str, help: str) -> typer.Typer:
@@ -69,9 +69,8 @@ def models_push(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Upload a model, its card and pictures to the Hugging Face hub (token: HF_TOKEN)."""
-    from ..publish import push_model
-
-    result = push_model(_settings(), model, repo, private=private)
+    with service() as bot:
+        result = bot.push_model(model, repo, private=private)
     if as_json:
         print_json(result.as_dict())
         return

@@ -24,11 +24,6 @@ SCHEDULE_COLUMNS = ("id", "model_id", "target", "when", "require_approval", "pau
                     "last_status", "last_error")
 
 
-def _call(method: str, *args, **kwargs):
-    with service() as bot:
-        return getattr(bot, method)(*args, **kwargs)
-
-
 def _show_schedule(row: dict, verb: str) -> None:
     out.print(f"schedule {row['id']} {verb}: {row['model_id']} → {row['target']}", highlight=False)
 
@@ -46,8 +41,9 @@ def schedule_add(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Add a schedule (exactly one of --cron and --every)."""
-    row = _call("add_schedule", model_id, to, cron=cron, every=every, timezone=tz, require_approval=approval,
-                approval_channel_id=approval_channel)
+    with service() as bot:
+        row = bot.add_schedule(model_id, to, cron=cron, every=every, timezone=tz, require_approval=approval,
+                               approval_channel_id=approval_channel)
     if as_json:
         print_json(row)
     else:
@@ -58,7 +54,8 @@ def schedule_add(
 @friendly
 def schedule_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every schedule with its next fire time and last result."""
-    rows = _call("list_schedules")
+    with service() as bot:
+        rows = bot.list_schedules()
     if as_json:
         print_json([{k: r[k] for k in SCHEDULE_COLUMNS} for r in rows])
         return
@@ -74,27 +71,31 @@ def schedule_list(as_json: bool = typer.Option(False, "--json")) -> None:
 @friendly
 def schedule_rm(schedule_id: int = typer.Argument(..., metavar="ID")) -> None:
     """Delete a schedule."""
-    _show_schedule(_call("remove_schedule", schedule_id), "removed")
+    with service() as bot:
+        _show_schedule(bot.remove_schedule(schedule_id), "removed")
 
 
 @schedule_app.command("pause")
 @friendly
 def schedule_pause(schedule_id: int = typer.Argument(..., metavar="ID")) -> None:
-    _show_schedule(_call("pause_schedule", schedule_id), "paused")
+    with service() as bot:
+        _show_schedule(bot.pause_schedule(schedule_id), "paused")
 
 
 @schedule_app.command("resume")
 @friendly
 def schedule_resume(schedule_id: int = typer.Argument(..., metavar="ID")) -> None:
     """Resume; fire times missed while paused are not made up."""
-    _show_schedule(_call("resume_schedule", schedule_id), "resumed")
+    with service() as bot:
+        _show_schedule(bot.resume_schedule(schedule_id), "resumed")
 
 
 @schedule_app.command("run-now")
 @friendly
 def schedule_run_now(schedule_id: int = typer.Argument(..., metavar="ID")) -> None:
     """Ask the running daemon to fire the schedule once, now."""
-    row = _call("run_schedule_now", schedule_id)
+    with service() as bot:
+        row = bot.run_schedule_now(schedule_id)
     _show_schedule(row, "queued to run now")
     err.print("the daemon runs it within MIMICBOT_SCHEDULE_POLL_SECONDS (if it is not running, it runs at its start)",
               style="dim", highlight=False)
@@ -134,7 +135,8 @@ def outgoing_list(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The latest outgoing posts, newest first."""
-    rows = _call("outgoing", status, limit)
+    with service() as bot:
+        rows = bot.outgoing(status, limit)
     if as_json:
         print_json(rows)
         return
@@ -156,5 +158,6 @@ def outgoing_resolve(
     if bool(remote_id) == not_posted:
         err.print("[red]error:[/red] give exactly one of --remote-id and --not-posted", highlight=False)
         raise typer.Exit(2)
-    row = _call("resolve_outgoing", entry_id, remote_id)
+    with service() as bot:
+        row = bot.resolve_outgoing(entry_id, remote_id)
     out.print(f"outgoing post {row['id']} is now {row['status']}", highlight=False)

@@ -13,8 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from ..training.jobs import RUNNING, TERMINAL
-from ..training.supervisor import Stop, log_path_for
+from ..service import RUNNING, TERMINAL, Stop
 from . import app, err, friendly, out, print_json, service
 
 jobs_app = typer.Typer(help="Training jobs: queued, running and finished.", no_args_is_help=True)
@@ -67,7 +66,7 @@ def train(
     elif model:
         out.print(f"model {model['id']} is ready: {model['path']}", highlight=False)
     _exit_unless_succeeded(final, interrupted=interrupted.is_set(),
-                           log_path=log_path_for(bot.settings.data_dir, final["id"]))
+                           log_path=bot.job_log(final["id"]))
 
 
 def _queued(job: dict, as_json: bool) -> None:
@@ -183,7 +182,7 @@ def jobs_show(job_id: int = typer.Argument(...), as_json: bool = typer.Option(Fa
         ("phase", job["phase"]), ("progress", _progress(job)), ("loss", _fmt(job["loss"], "{:.3f}")),
         ("owner", f"pid {job['owner_pid']} on {job['owner_host']}" if job["owner_pid"] else None),
         ("cancel requested", "yes" if job["cancel_requested"] and job["state"] == RUNNING else None),
-        ("error", job["error"]), ("log", str(log_path_for(bot.settings.data_dir, job["id"]))),
+        ("error", job["error"]), ("log", str(bot.job_log(job["id"]))),
     ):
         if value is not None:
             out.print(f"{label:<18}{value}", highlight=False, soft_wrap=True)

@@ -57,7 +57,7 @@ def parse_handle(text: str) -> str:
 
 async def model_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     """Model ids containing what was typed so far (25 at most, Discord's limit)."""
-    ids = await asyncio.to_thread(interaction.client.mimic.model_store.ids)
+    ids = await asyncio.to_thread(interaction.client.mimic.model_ids)
     current = current.lower().strip()
     matches = [i for i in ids if current in i.lower()]
     matches.sort(key=lambda i: (not i.lower().startswith(current), i))

@@ -26,10 +26,6 @@ class ShuttingDown(commands.CheckFailure):
     """The daemon is stopping: no new commands."""
 
 
-class DMNotAllowed(commands.NoPrivateMessage):
-    """Only some commands work in direct messages."""
-
-
 class NotAllowed(commands.CheckFailure):
     """A permission rule of ours (role allowed to train, admin-or-self) said no; the message says which."""
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import discord
 
-from ..cleaning import STATS_ROWS
-from ..modelfolder import PREDICTIONS_FILE
+from ..service import STATS_ROWS
 
 ZWSP = "\u200b"
 BOT_COLOUR = discord.Colour(0x1D9BF0)  # the blue of a post
@@ -102,11 +101,11 @@ def model_embed(model: dict, *, title_prefix: str = "", description: str = "",
     ppl = perplexity_line(info)
     if ppl:
         embed.add_field(name="Held-out perplexity (before → after)", value=ppl, inline=False)
-    picture = Path(model["path"]) / PREDICTIONS_FILE if model.get("path") else None
-    if picture is None or not picture.is_file():
+    picture = (model.get("files") or {}).get("predictions")
+    if picture is None or not Path(picture).is_file():
         return embed, None
-    embed.set_image(url=f"attachment://{PREDICTIONS_FILE}")
-    return embed, discord.File(picture, filename=PREDICTIONS_FILE)
+    embed.set_image(url=f"attachment://{Path(picture).name}")
+    return embed, discord.File(picture, filename=Path(picture).name)
 
 
 def post_embed(text: str, info: dict, *, footer: str | None = None) -> discord.Embed:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import discord
 
 from ..errors import MimicbotError
-from ..training import jobs as job_rows
+from ..service import PROGRESS_KEYS, TERMINAL
 from .formatting import FAIL_COLOUR, OK_COLOUR, clip, model_embed, neutralise, status_embed
 
 log = logging.getLogger("bot.discord.progress")
@@ -99,7 +99,7 @@ class ProgressWatcher:
                 if await self._state(event):
                     break
             else:  # progress, or a phase change
-                self.job.update({k: v for k, v in event.items() if k in job_rows.PROGRESS_KEYS and v is not None})
+                self.job.update({k: v for k, v in event.items() if k in PROGRESS_KEYS and v is not None})
                 if self.throttle.ready():
                     await self._show()
 
@@ -111,14 +111,14 @@ class ProgressWatcher:
             log.warning("job %s: could not edit its status message: %s", self.job["id"], e)
             return
         if self.status.message_id != shown_in:  # the message was deleted and replaced: remember the new one
-            await asyncio.to_thread(job_rows.set_status_message, self.bot.mimic.store, self.job["id"],
-                                    self.status.channel_id, self.status.message_id)
+            await asyncio.to_thread(self.bot.mimic.set_status_message, self.job["id"], self.status.channel_id,
+                                    self.status.message_id)
 
     async def _state(self, event: dict) -> bool:
         """Apply a state event; True when it ends the job (after the end is announced)."""
         previous = self.job.get("state")
         self.job.update(state=event["state"], error=event.get("error"), result=event.get("result"))
-        if event["state"] not in job_rows.TERMINAL:
+        if event["state"] not in TERMINAL:
             if event["state"] != previous:
                 await self._show()
                 self.throttle.last = self.throttle.clock()
@@ -144,32 +144,20 @@ class ProgressWatcher:
 
 async def completion_message(bot, job: dict) -> tuple[discord.Embed, discord.File | None]:
     """The announcement of a trained model: its card's summary (data table, held-out perplexity, predictions
-    picture) and a few sample posts."""
-    bot.mimic.cache.evict(job["model_id"])  # a retrained model: the cache may hold the previous weights
+    picture) and a few of the sample posts its training drew (training.json): the daemon loads nothing."""
     try:
         model = await asyncio.to_thread(bot.mimic.model, job["model_id"])
     except MimicbotError:  # removed meanwhile: what the job recorded
         model = {"id": job["model_id"], "training": job.get("result") or {}}
     embed, file = model_embed(model, title_prefix="✅ ", colour=OK_COLOUR,
                               description=f"Model `{neutralise(job['model_id'])}` is ready (job #{job['id']}).")
-    samples = await _samples(bot, job["model_id"])
+    samples = [t for t in ((model.get("training") or {}).get("generation") or {}).get("samples", []) if t]
+    samples = samples[:bot.options.completion_samples]
     if samples:
         embed.add_field(name="Sample posts", value=clip("\n".join(f"> {neutralise(t)}" for t in samples), 1024),
                         inline=False)
     embed.set_footer(text=f"/generate model:{job['model_id']}")
     return embed, file
-
-
-async def _samples(bot, model_id: str) -> list[str]:
-    n = bot.options.completion_samples
-    if not n:
-        return []
-    try:
-        result = await bot.mimic.agenerate(model_id, n=n)
-    except MimicbotError as e:
-        log.warning("model %s: no samples for the announcement: %s", model_id, e)
-        return []
-    return [t for t in result.texts if t][:n]
 
 
 __all__ = ["EditThrottle", "ProgressWatcher", "StatusMessage", "completion_message"]

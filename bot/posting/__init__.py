@@ -3,7 +3,6 @@
     base.py            the Target interface and the errors every target raises
     targets.py         target names (`x`, `discord:ID`, ...) and how each is built
     x.py               the X target (tweepy create_tweet, OAuth 1.0a) and the shared X call wrapper (429 waits)
-    discord_target.py  Discord channels: through the running client, or over REST with the bot token (CLI)
     text.py            X's weighted length, fitting without cutting words, inert @handles
     guards.py          the checks every post passes before it is sent
     ledger.py          the outgoing table: intent before sending, remote id after, "unknown" never retried

@@ -49,6 +49,3 @@ class DeliveryUnknown(TargetError):
 class UnknownSchedule(MimicbotError):
     """No schedule with that id."""
 
-
-class UnknownOutgoing(MimicbotError):
-    """No outgoing post (draft or ledger entry) with that id, or it is not in a state that allows the action."""

@@ -7,10 +7,10 @@ Nothing here imports discord.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from .ledger import Ledger
 from .poster import ApprovalSink, PostOutcome
 from .runner import ScheduleRunner
 from .targets import build_target
@@ -35,14 +35,14 @@ class PostingDaemon:
     def surface_interrupted(self) -> list[dict]:
         """Sends left "sending" longer than any send takes (a crash, here or in a CLI) → "unknown", logged.
         Run at start and at every schedules poll; never retried (see bot/posting/ledger.py)."""
-        entries = Ledger(self.service.store).mark_interrupted()
+        entries = self.service.poster.ledger.mark_interrupted()
         for entry in entries:
             log.warning("outgoing post %s to %s was interrupted while sending; marked unknown (not retried): %r",
                         entry["id"], entry["target"], entry["text"])
         return entries
 
     async def start(self) -> None:
-        self.surface_interrupted()
+        await asyncio.to_thread(self.surface_interrupted)
         await self.runner.start()
 
     async def stop(self) -> None:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from ..errors import ValidationError
 from ..store import Store, utcnow
-from .base import UnknownOutgoing
+from ..errors import UnknownOutgoing
 
 STATUSES = ("draft", "rejected", "sending", "sent", "failed", "unknown")
 # Entries that count as "posted or maybe posted" for the repeat and reply-cap rules.

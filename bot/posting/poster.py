@@ -15,7 +15,8 @@ from typing import Protocol
 
 from ..config import Settings
 from ..store import Store
-from .base import DeliveryUnknown, PostRejected, Target, TargetError, UnknownOutgoing
+from ..errors import UnknownOutgoing
+from .base import DeliveryUnknown, PostRejected, Target, TargetError
 from .guards import CopyCheck, GuardConfig, Guards
 from .ledger import Ledger
 
@@ -78,7 +79,7 @@ class Poster:
         """Compose and send one post (or a reply: `reply_to` = {reply_to_id, reply_to_user_id, conversation_id}).
 
         With `fire_key`, a second call for the same key does nothing (status "skipped")."""
-        if fire_key and self.ledger.by_fire_key(fire_key):
+        if fire_key and await asyncio.to_thread(self.ledger.by_fire_key, fire_key):
             return PostOutcome.skipped(target, fire_key)
         try:
             text = await self.compose(model_id, target)
@@ -87,8 +88,9 @@ class Poster:
         if dry_run:
             return PostOutcome("dry-run", target.name, text=text)
         reply = reply_to or {}
-        entry_id = self.ledger.open(model_id=model_id, target=target.name, text=text, fire_key=fire_key,
-                                    schedule_id=schedule_id, kind="reply" if reply else "post", **reply)
+        entry_id = await asyncio.to_thread(self.ledger.open, model_id=model_id, target=target.name, text=text,
+                                           fire_key=fire_key, schedule_id=schedule_id,
+                                           kind="reply" if reply else "post", **reply)
         if entry_id is None:
             return PostOutcome.skipped(target, fire_key)
         return await self.deliver(entry_id, target, text, reply_to=reply.get("reply_to_id"))
@@ -98,18 +100,19 @@ class Poster:
         try:
             remote_id = await target.send(text, reply_to=reply_to)
         except DeliveryUnknown as e:
-            self.ledger.unknown(entry_id, str(e))
+            await asyncio.to_thread(self.ledger.unknown, entry_id, str(e))
             log.error("post %s to %s: outcome unknown: %s", entry_id, target.name, e)
             return PostOutcome("unknown", target.name, text=text, entry_id=entry_id, error=str(e))
         except TargetError as e:
-            self.ledger.failed(entry_id, str(e))
+            await asyncio.to_thread(self.ledger.failed, entry_id, str(e))
             log.warning("post %s to %s failed: %s", entry_id, target.name, e)
             return PostOutcome("failed", target.name, text=text, entry_id=entry_id, error=str(e))
         except BaseException as e:
             # anything unexpected after the request may have gone out: never assume it did not
+            # (synchronously: a cancelled task may not get to finish another await)
             self.ledger.unknown(entry_id, f"interrupted while sending: {type(e).__name__}: {e}")
             raise
-        self.ledger.sent(entry_id, remote_id)
+        await asyncio.to_thread(self.ledger.sent, entry_id, remote_id)
         log.info("posted %s to %s as %s", entry_id, target.name, remote_id)
         return PostOutcome("sent", target.name, text=text, entry_id=entry_id, remote_id=remote_id)
 
@@ -118,35 +121,36 @@ class Poster:
     async def draft(self, model_id: str, target: Target, sink: ApprovalSink, channel_id: int, *,
                     fire_key: str | None = None, schedule_id: int | None = None) -> PostOutcome:
         """Compose a post and hand it to a human instead of sending it."""
-        if fire_key and self.ledger.by_fire_key(fire_key):
+        if fire_key and await asyncio.to_thread(self.ledger.by_fire_key, fire_key):
             return PostOutcome.skipped(target, fire_key)
         try:
             text = await self.compose(model_id, target)
         except PostRejected as e:
             return PostOutcome("rejected", target.name, error=str(e), refused=e.reasons)
-        entry_id = self.ledger.open(model_id=model_id, target=target.name, text=text, status="draft",
-                                    fire_key=fire_key, schedule_id=schedule_id)
+        entry_id = await asyncio.to_thread(self.ledger.open, model_id=model_id, target=target.name, text=text,
+                                           status="draft", fire_key=fire_key, schedule_id=schedule_id)
         if entry_id is None:
             return PostOutcome.skipped(target, fire_key)
         try:
-            message_id = await sink.request(self.ledger.get(entry_id), channel_id)
+            message_id = await sink.request(await asyncio.to_thread(self.ledger.get, entry_id), channel_id)
         except Exception as e:
-            self.ledger.failed(entry_id, f"could not show the draft for approval: {e}")
+            await asyncio.to_thread(self.ledger.failed, entry_id, f"could not show the draft for approval: {e}")
             return PostOutcome("failed", target.name, text=text, entry_id=entry_id, error=str(e))
-        self.ledger.set_draft_message(entry_id, channel_id, message_id)
+        await asyncio.to_thread(self.ledger.set_draft_message, entry_id, channel_id, message_id)
         return PostOutcome("draft", target.name, text=text, entry_id=entry_id)
 
     async def approve(self, entry_id: int, target: Target, decided_by: str) -> PostOutcome:
         """Send an approved draft. The guards run again first (posts sent since the draft count for the repeat
         rule); only one approval of a draft ever sends it."""
-        entry = self.ledger.get(entry_id)
+        entry = await asyncio.to_thread(self.ledger.get, entry_id)
         if entry["status"] != "draft":
             raise UnknownOutgoing(f"outgoing post {entry_id} is {entry['status']}, not a draft awaiting approval")
         guards = await asyncio.to_thread(self.guards, entry["model_id"], exclude_entry=entry_id)
         if why := guards.reason(guards.body_of(entry["text"])):
-            self.ledger.reject_draft(entry_id, decided_by, f"refused on approval: {why}")
+            await asyncio.to_thread(self.ledger.reject_draft, entry_id, decided_by,
+                                    f"refused on approval: {why}")
             return PostOutcome("rejected", entry["target"], text=entry["text"], entry_id=entry_id, error=why)
-        if not self.ledger.claim_draft(entry_id, decided_by, entry["text"]):
+        if not await asyncio.to_thread(self.ledger.claim_draft, entry_id, decided_by, entry["text"]):
             raise UnknownOutgoing(f"outgoing post {entry_id} was decided already")
         return await self.deliver(entry_id, target, entry["text"])
 

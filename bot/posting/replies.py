@@ -107,26 +107,28 @@ class ReplyLoop:
 
     async def me(self) -> tuple[str, str]:
         """(id, username) of the account the tokens act as; asked once, then kept in the database."""
-        cached = state.read(self.store, state.X_ME)
+        cached = await asyncio.to_thread(state.read, self.store, state.X_ME)
         if cached:
             user_id, username = cached.split(" ", 1)
             return user_id, username
         response = await self.caller("get_me", what="who the X tokens belong to")
         user_id, username = str(response.data.id), response.data.username
-        with self.store.transaction() as db:
-            state.write(db, state.X_ME, f"{user_id} {username}")
+        await asyncio.to_thread(self._remember, state.X_ME, f"{user_id} {username}")
         return user_id, username
+
+    def _remember(self, key: str, value: str) -> None:
+        with self.store.transaction() as db:
+            state.write(db, key, value)
 
     async def poll_once(self, now: datetime | None = None) -> list[Handled]:
         """Read new mentions (oldest first) and answer those every guard allows."""
         me_id, _ = await self.me()
-        since = state.read(self.store, state.X_MENTIONS_SINCE)
+        since = await asyncio.to_thread(state.read, self.store, state.X_MENTIONS_SINCE)
         mentions = await self.fetch(me_id, since)
         handled = []
         for mention in mentions:
             handled.append(await self.handle(mention, me_id, now or datetime.now(UTC)))
-            with self.store.transaction() as db:
-                state.write(db, state.X_MENTIONS_SINCE, mention.id)
+            await asyncio.to_thread(self._remember, state.X_MENTIONS_SINCE, mention.id)
         return handled
 
     async def fetch(self, me_id: str, since_id: str | None) -> list[Mention]:
@@ -171,10 +173,11 @@ class ReplyLoop:
         return m.conversation_id or m.id
 
     async def handle(self, m: Mention, me_id: str, now: datetime) -> Handled:
-        if why := self.skip_reason(m, me_id, now):
+        if why := await asyncio.to_thread(self.skip_reason, m, me_id, now):  # the ledger's counts, off the loop
             log.info("mention %s from @%s not answered: %s", m.id, m.username, why)
             return Handled(m, skipped=why)
-        reply = {"reply_to_id": m.id, "reply_to_user_id": m.author_id, "conversation_id": self.conversation(m)}
+        conversation = await asyncio.to_thread(self.conversation, m)
+        reply = {"reply_to_id": m.id, "reply_to_user_id": m.author_id, "conversation_id": conversation}
         outcome = await self.poster.post(self.config.model_id, self.target, reply_to=reply)
         return Handled(m, outcome=outcome)
 

@@ -69,7 +69,7 @@ class ScheduleRunner:
 
     async def start(self) -> None:
         self.scheduler.start()
-        self.sync()
+        await self.sync()
         self._poller = asyncio.create_task(self._poll(), name="schedule-poll")
 
     async def stop(self) -> None:
@@ -88,28 +88,30 @@ class ScheduleRunner:
         while True:
             await asyncio.sleep(self.poll_seconds)
             try:
-                self.sync()
+                await self.sync()
                 if self.on_poll is not None:
-                    self.on_poll()
+                    await asyncio.to_thread(self.on_poll)
             except Exception:  # a locked database or a bad row must not kill the poller
                 log.exception("could not reload schedules")
 
     # -- reconciling with the database --------------------------------------------------------------
 
-    def sync(self, force: bool = False) -> bool:
-        """Reload the schedules if their version changed; start requested manual runs. True if reloaded."""
-        version = self.schedules.version()
+    async def sync(self, force: bool = False) -> bool:
+        """Reload the schedules if their version changed; start requested manual runs. True if reloaded.
+        The database is read in a thread (a CLI writer holding it must not stall the event loop)."""
+        version, rows = await asyncio.to_thread(lambda: (self.schedules.version(), self.schedules.list()))
         reloaded = force or version != self._version
         if reloaded:
             self._version = version
-            self._reconcile()
-        for row in self.schedules.list():
-            if row["run_requested_at"] and self.schedules.claim_run_request(row["id"], row["run_requested_at"]):
+            self._reconcile(rows)
+        for row in rows:
+            if row["run_requested_at"] and await asyncio.to_thread(self.schedules.claim_run_request, row["id"],
+                                                                   row["run_requested_at"]):
                 self._spawn(self._run_manual(row["id"], row["run_requested_at"]))
         return reloaded
 
-    def _reconcile(self) -> None:
-        rows = {r["id"]: r for r in self.schedules.list()}
+    def _reconcile(self, schedules: list[dict]) -> None:
+        rows = {r["id"]: r for r in schedules}
         for schedule_id in list(self._revs):
             row = rows.get(schedule_id)
             if row is None or row["paused"]:
@@ -142,10 +144,10 @@ class ScheduleRunner:
         self._track()
         job = self.scheduler.get_job(job_id(schedule_id))
         now = datetime.now(UTC)
-        fire_time = latest_fire_time(job.trigger if job else trigger_for(self.schedules.get(schedule_id)),
-                                     now, self.grace) or now.replace(microsecond=0)
+        trigger = job.trigger if job else trigger_for(await asyncio.to_thread(self.schedules.get, schedule_id))
+        fire_time = latest_fire_time(trigger, now, self.grace) or now.replace(microsecond=0)
         async with self._lock(schedule_id):
-            if not self.schedules.claim_fire(schedule_id, fire_time):
+            if not await asyncio.to_thread(self.schedules.claim_fire, schedule_id, fire_time):
                 log.info("schedule %s: the fire at %s was handled already", schedule_id, fire_time)
                 return
             key = f"schedule:{schedule_id}:{fire_time.astimezone(UTC).isoformat()}"
@@ -157,13 +159,14 @@ class ScheduleRunner:
 
     async def _fire(self, schedule_id: int, key: str) -> None:
         try:
-            row = self.schedules.get(schedule_id)
+            row = await asyncio.to_thread(self.schedules.get, schedule_id)
             outcome = await self.fire(row, key)
         except Exception as e:
             log.exception("schedule %s failed", schedule_id)
-            self.schedules.record_result(schedule_id, "error", f"{type(e).__name__}: {e}")
-            return
-        self.schedules.record_result(schedule_id, getattr(outcome, "status", "done"), getattr(outcome, "error", None))
+            result = ("error", f"{type(e).__name__}: {e}")
+        else:
+            result = (getattr(outcome, "status", "done"), getattr(outcome, "error", None))
+        await asyncio.to_thread(self.schedules.record_result, schedule_id, *result)
 
     def _lock(self, schedule_id: int) -> asyncio.Lock:
         return self._locks.setdefault(schedule_id, asyncio.Lock())

@@ -1,7 +1,8 @@
 """Target names and how each is built. A new network adds one entry to `NETWORKS` (and a Target class).
 
 Names: `x`, `discord:<channel id>`, `bsky`, `mastodon`. The daemon builds Discord targets on its running client; the CLI over REST
-with the bot token (see `discord_target.py`). Nothing here imports discord until a Discord target is built.
+with the bot token. Their code lives with the Discord face (bot/discord/target.py), imported only when a Discord target
+is built: the core runs without discord.py.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _x(name: str, settings: Settings, _client) -> Target:
 
 
 def _discord(name: str, settings: Settings, client) -> Target:
-    from .discord_target import DiscordChannelTarget, DiscordRestTarget, channel_id_of
+    from ..discord.target import DiscordChannelTarget, DiscordRestTarget, channel_id_of
 
     channel_id = channel_id_of(name)
     if client is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from ..cleaning import CleanPost, CleanStats, joined_chars
+from ..errors import StoreBusy
 from ..sources.base import AccountInfo, RawPost
 from .migrations import migrations
 
@@ -29,16 +30,17 @@ def utcnow() -> str:
 class Store:
     """A thin, typed layer over sqlite-utils. Safe to share between threads of one process."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
         self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
-            str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+            str(self.path), timeout=busy_timeout_ms / 1000, check_same_thread=False, isolation_level=None
         )
         self._lock = threading.RLock()
         self.db = Database(conn)
-        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.db.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.enable_wal()
         with self._lock:
@@ -61,7 +63,10 @@ class Store:
                 with self.db.atomic():  # nested: a savepoint
                     yield self.db
                 return
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise self._busy(e) from None
             try:
                 yield self.db
             except BaseException:
@@ -69,7 +74,19 @@ class Store:
                     conn.execute("ROLLBACK")
                 raise
             else:
-                conn.execute("COMMIT")
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.OperationalError as e:
+                    conn.execute("ROLLBACK")
+                    raise self._busy(e) from None
+
+    def _busy(self, error: sqlite3.OperationalError) -> Exception:
+        """Another process held the write lock past the busy timeout: one clear line, nothing written."""
+        if "locked" not in str(error) and "busy" not in str(error):
+            return error
+        return StoreBusy(f"the database {self.path} is busy: another process (the daemon, or another mimicbot "
+                         f"command) held it for more than {self.busy_timeout_ms / 1000:g} s; nothing was written — "
+                         "try again")
 
     def query(self, sql: str, params: Iterable | dict = ()) -> list[dict]:
         with self._lock:

@@ -26,6 +26,7 @@ from .spec import AccountData, TrainRequest
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+ACTIVE = (QUEUED, RUNNING)
 PROGRESS_KEYS = ("step", "total", "loss", "tokens_per_s", "eta_s", "phase")
 
 # a job queued again: no trace of the run that stopped
@@ -105,12 +106,17 @@ def get(store: Store, job_id: int) -> dict:
     return _decode(rows[0])
 
 
-def list_jobs(store: Store, states: tuple[str, ...] | None = None, limit: int = 50) -> list[dict]:
-    """The newest jobs first."""
-    where, params = "", []
+def list_jobs(store: Store, states: tuple[str, ...] | None = None, limit: int = 50,
+              guild_id: int | None = None) -> list[dict]:
+    """The newest jobs first, of these states and this Discord server when given."""
+    clauses, params = [], []
     if states:
-        where = f"where state in ({', '.join('?' for _ in states)})"
-        params = list(states)
+        clauses.append(f"state in ({', '.join('?' for _ in states)})")
+        params.extend(states)
+    if guild_id is not None:
+        clauses.append("guild_id = ?")
+        params.append(guild_id)
+    where = f"where {' and '.join(clauses)}" if clauses else ""
     return [_decode(r) for r in store.query(f"select * from jobs {where} order by id desc limit ?", [*params, limit])]
 
 

@@ -46,7 +46,7 @@ from ..errors import ConfigError, ValidationError
 from ..generation import DEFAULTS, LoadedModel, generate
 from ..generation.anticopy import build_index
 from ..modelfolder import ANTICOPY_FILE, LOSS_FILE, PREDICTIONS_FILE, TRAINING_FILE, install
-from ..tracking import Tracker
+from .tracking import Tracker
 from .card import write_card
 from .pictures import loss_png, predictions_png
 from .spec import TrainRequest, check_request, display_name_for
@@ -108,7 +108,7 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     loss_before = evaluate(model, eval_ids, block_size, device, autocast)
 
     # 6. the loop --------------------------------------------------------------------------------
-    tracker = Tracker.for_request(req)  # W&B, when MIMICBOT_WANDB asks for it (bot/tracking.py)
+    tracker = Tracker.for_request(req)  # W&B, when MIMICBOT_WANDB asks for it (bot/training/tracking.py)
     on_event({"type": "phase", "phase": "train"})
     progress = Progress(on_event, total)
     losses: list[float] = []

@@ -6,8 +6,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from ...cleaning import DEFAULT_PROMPT
 from ...errors import MimicbotError, ValidationError
+from ...service import DEFAULT_PROMPT
 from ..context import MimicContext
 from ..converters import model_autocomplete
 from ..formatting import clip, post_embed

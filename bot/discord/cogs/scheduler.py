@@ -10,6 +10,7 @@ first press of a draft counts (the ledger moves it out of "draft" atomically).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -17,8 +18,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from ...errors import MimicbotError
-from ...posting.base import UnknownOutgoing
+from ...errors import MimicbotError, UnknownOutgoing
 from .. import checks
 from ..context import MimicContext
 from ..converters import model_autocomplete
@@ -59,7 +59,7 @@ class DraftButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mimicbot
             if self.action == "approve":
                 outcome = await mimic.approve_draft(self.entry_id, who, discord_client=interaction.client)
             else:
-                outcome = mimic.reject_draft(self.entry_id, who)
+                outcome = await asyncio.to_thread(mimic.reject_draft, self.entry_id, who)
         except UnknownOutgoing as e:
             await interaction.followup.send(str(e), ephemeral=True)
             return
@@ -174,7 +174,7 @@ class Scheduler(commands.Cog):
         """Fire a schedule once, now. Example: `/schedule run 3`"""
         await ctx.run(ctx.mimic.run_schedule_now, schedule_id)
         if self.bot.app.posting is not None:  # the app serves: look at the request now, not at the next poll
-            self.bot.app.posting.runner.sync()
+            await self.bot.app.posting.runner.sync()
         await ctx.send(f"Running schedule {schedule_id} now.")
 
 
@@ -189,12 +189,10 @@ def target_name(to: str, here: int) -> str:
 
 
 def schedule_line(row: dict) -> str:
-    from ...posting.schedules import describe
-
     state = "paused" if row["paused"] else "active"
     approval = ", needs approval" if row["require_approval"] else ""
     last = f", last: {row['last_status']}" if row.get("last_status") else ""
-    return neutralise(f"`{row['id']}` {row['model_id']} → {row['target']}, {describe(row)}{approval} ({state}{last})")
+    return neutralise(f"`{row['id']}` {row['model_id']} → {row['target']}, {row['when']}{approval} ({state}{last})")
 
 
 async def setup(bot) -> None:

@@ -10,17 +10,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from ...errors import MimicbotError, UnknownJob, ValidationError
-from ...training import jobs as job_rows
+from ...service import ACTIVE, CANCELLED
 from .. import checks
 from ..context import MimicContext
 from ..converters import parse_handles
-from ..errors import NotAllowed, ShuttingDown
+from ..errors import NotAllowed
 from ..formatting import job_line, neutralise, status_embed
 from ..progress import ProgressWatcher, StatusMessage
 
 log = logging.getLogger("bot.discord.training")
-
-ACTIVE = (job_rows.QUEUED, job_rows.RUNNING)
 
 
 def _train_cooldown(ctx: commands.Context) -> app_commands.Cooldown:
@@ -101,20 +99,15 @@ class Training(commands.Cog):
             await self._check_queue(ctx)
             request = await ctx.mimic.build_request(specs, epochs=epochs, base_model=base,
                                                     max_steps=ctx.options.train_max_steps)
-            job = await self._pool().submit(request, requested_by=ctx.requested_by, guild_id=ctx.guild.id,
-                                            status_channel_id=ctx.channel.id)
+            job = await ctx.run(ctx.mimic.submit, request, requested_by=ctx.requested_by, guild_id=ctx.guild.id,
+                                status_channel_id=ctx.channel.id)
         except MimicbotError:
             ctx.command.reset_cooldown(ctx)  # a refused request does not cost the person their turn
             raise
         message = await ctx.send(embed=status_embed(job))
-        await ctx.run(job_rows.set_status_message, ctx.mimic.store, job["id"], message.channel.id, message.id)
+        await ctx.run(ctx.mimic.set_status_message, job["id"], message.channel.id, message.id)
         self.watch(job, StatusMessage(self.bot, message.channel.id, message.id, live=message,
                                       interaction=ctx.interaction))
-
-    def _pool(self):
-        if self.bot.pool is None:
-            raise ShuttingDown()
-        return self.bot.pool
 
     def _base_model(self, name: str | None) -> str | None:
         if name is None:
@@ -135,7 +128,7 @@ class Training(commands.Cog):
     async def _check_queue(self, ctx: MimicContext) -> None:
         config = await ctx.guild_config()
         cap = config.max_queued or ctx.options.max_queued_per_guild
-        active = [j for j in await ctx.run(ctx.mimic.jobs, ACTIVE, 1000) if j.get("guild_id") == ctx.guild.id]
+        active = await ctx.run(ctx.mimic.jobs, ACTIVE, cap, ctx.guild.id)
         if len(active) >= cap:
             raise ValidationError(f"this server already has {len(active)} training job(s) queued or running "
                                   f"(the limit is {cap}); wait for one to finish or cancel one")
@@ -146,7 +139,7 @@ class Training(commands.Cog):
         """This server's latest training jobs.
 
         Example: `!jobs`"""
-        rows = [j for j in await ctx.run(ctx.mimic.jobs, None, 200) if j.get("guild_id") == ctx.guild.id][:10]
+        rows = await ctx.run(ctx.mimic.jobs, None, 10, ctx.guild.id)
         if not rows:
             await ctx.send("No training jobs in this server yet. Start one with `/train`.")
             return
@@ -173,8 +166,8 @@ class Training(commands.Cog):
         row = await self._job_of_this_server(ctx, job)
         if row["requested_by"] != ctx.requested_by and not await checks.is_admin(ctx):
             raise NotAllowed("Only the person who started that training, or an admin, can cancel it.")
-        row = await self._pool().cancel(job)
-        if row["state"] == job_rows.CANCELLED:
+        row = await ctx.mimic.acancel(job)
+        if row["state"] == CANCELLED:
             await ctx.send(f"🚫 Cancelled job #{job} ({neutralise(row['model_id'])}).")
         else:
             await ctx.send(f"Asked job #{job} to stop; it stops within a few seconds.")

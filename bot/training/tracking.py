@@ -26,10 +26,10 @@ import re
 import tempfile
 from pathlib import Path
 
-from .cleaning import EOT
-from .config import Settings, load_settings
-from .errors import ConfigError
-from .training.spec import TrainRequest
+from ..cleaning import EOT
+from ..config import Settings, load_settings
+from ..errors import ConfigError
+from .spec import TrainRequest
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,10 @@ class Tracker:
             os.environ.setdefault("WANDB_API_KEY", api_key)  # this (training) process only
         if directory is not None:
             Path(directory).mkdir(parents=True, exist_ok=True)
+            # W&B's artifact staging and cache hold copies of the dataset (the posts): keep them beside the runs,
+            # where `forget` finds them, not in the home folder (this training process only)
+            os.environ.setdefault("WANDB_DATA_DIR", str(Path(directory) / "wandb" / "data"))
+            os.environ.setdefault("WANDB_CACHE_DIR", str(Path(directory) / "wandb" / "cache"))
         self.run = self._wandb.init(
             mode=mode, project=project, entity=entity, name=name, config=config,
             dir=str(directory) if directory is not None else None,

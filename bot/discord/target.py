@@ -20,7 +20,7 @@ import discord
 from discord.http import HTTPClient, handle_message_parameters
 
 from ..errors import AuthError, ConfigError
-from .base import DeliveryUnknown, TargetError
+from ..posting.base import DeliveryUnknown, TargetError
 
 DISCORD_MAX_LENGTH = 2000
 
