@@ -20,6 +20,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -108,5 +109,23 @@ def _libc():
     return _LIBC or None
 
 
+_DISK_FULL = re.compile(r"No space left on device|Read-only file system|Disk quota exceeded")
+
+
+def is_disk_error(e: BaseException) -> bool:
+    """An OSError, or a library's own error wrapping one (safetensors says "I/O error: No space left …")."""
+    return isinstance(e, OSError) or bool(_DISK_FULL.search(str(e)))
+
+
+def disk_error(e: BaseException, model_id: str) -> str:
+    """A disk failure in one line: what failed, where, and that the published model was not touched."""
+    found = _DISK_FULL.search(str(e))
+    reason = getattr(e, "strerror", None) or (found.group(0) if found else str(e))
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    return (f"could not write the model: {reason}{where}; the model {model_id} that was there, "
+            "if any, is unchanged")
+
+
 __all__ = ["ANTICOPY_FILE", "CARD_FILE", "CONFIG_FILE", "GENERATION_FILE", "LOSS_FILE", "PREDICTIONS_FILE",
-           "TRAINING_FILE", "install", "is_model", "remove", "stamp"]
+           "TRAINING_FILE", "disk_error", "install", "is_disk_error", "is_model", "remove", "stamp"]
+

@@ -6,7 +6,8 @@ import pytest
 
 from bot.config import Settings
 
-pytest_plugins = ["tests.fakes.x_server"]
+pytest_plugins = ["tests.fakes.x_server", "tests.fakes.bsky_server", "tests.fakes.mastodon_server", "tests.kit.models",
+                  "tests.kit.posting"]
 
 
 @pytest.fixture
@@ -17,3 +18,17 @@ def settings(tmp_path, monkeypatch) -> Settings:
         mimicbot_models_dir=tmp_path / "models",
         _env_file=None,
     )
+
+
+# -- the fast subset: `pytest -m "not slow"` ------------------------------------------------------------------
+# A test is slow when it needs a model (the tiny base is built, a model trained) or starts processes (the
+# console script, training children, Ray). Marked here from what it uses, so a new test cannot forget it.
+SLOW_FIXTURES = {"tiny_base", "trained_models"}
+SLOW_MODULES = {"test_daemon.py", "test_cli_train.py", "test_ray.py", "test_pool.py", "test_trainer.py",
+                "test_tracking.py", "test_deploy.py", "test_card.py", "test_publish.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -19,10 +19,10 @@ from bot.posting.text import graphemes
 from bot.service import Mimicbot
 from bot.sources import open_source
 from bot.sources.bluesky import TIMELINE_CAP, BlueskySource, parse_time
-from tests.fakes.bsky_server import EPOCH, FakeBluesky, bsky_server, bsky_settings  # noqa: F401  (fixture)
+from tests.fakes.bsky_server import EPOCH, FakeBluesky, bsky_settings
 from tests.fakes.mastodon_server import TOKEN as MASTODON_TOKEN
 from tests.fakes.mastodon_server import FakeMastodon
-from tests.test_posting_support import posting_settings, trained_models  # noqa: F401  (trained_models: fixture)
+from tests.kit.posting import posting_settings
 
 FEED = "app.bsky.feed.getAuthorFeed"
 ALICE = "alice.bsky.social"

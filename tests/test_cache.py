@@ -12,11 +12,11 @@ from bot.errors import UnknownModel
 from bot.generation.cache import MB, ModelCache
 from bot.generation.models import ModelStore
 from bot.modelfolder import install
-from tests.test_generation import make_model_dir, random_gpt2, tiny_base  # noqa: F401  (fixture)
+from tests.kit.models import make_model_dir, random_gpt2
 
 
 @pytest.fixture
-def store(settings, tiny_base) -> ModelStore:  # noqa: F811
+def store(settings, tiny_base) -> ModelStore:
     for model_id in ("ada", "bob", "cy"):
         make_model_dir(settings.models_dir, model_id, tiny_base)
     big = random_gpt2(AutoTokenizer.from_pretrained(tiny_base), n_embd=256, n_layer=4)

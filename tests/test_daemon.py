@@ -209,3 +209,58 @@ def test_forget_through_the_console_script(tmp_path):
     assert done.returncode == 0 and done.stdout.startswith("deleted @ada_bytes: 400 posts from 1 account(s)")
     listed = mimicbot(tmp_path, "accounts", "list", "--json", env=env)
     assert json.loads(listed.stdout) == []
+
+
+def _job(tmp_path: Path, env: dict, job_id: int) -> dict:
+    return json.loads(mimicbot(tmp_path, "jobs", "show", str(job_id), "--json", env=env).stdout)
+
+
+@pytest.mark.slow
+def test_a_killed_daemon_trains_the_job_again_and_never_posts_twice(tmp_path, x_server):
+    """SIGKILL of the daemon while it trains: after a restart the job runs again and succeeds. SIGKILL while a
+    post's request is in flight: after a restart the post is not sent again, and the ledger keeps the entry
+    for a person to settle (never `sent` twice, never retried)."""
+    env = scratch_env(tmp_path, TWITTER_API_BASE=x_server.url,
+                      **{k.upper(): v for k, v in TEST_CREDENTIALS.items() if k != "twitter_bearer_token"})
+    assert mimicbot(tmp_path, "fetch", str(sample_path("ada_bytes")), env=env).returncode == 0
+    daemon = Daemon(tmp_path, env)
+    try:
+        daemon.wait_for(lambda: heartbeat(tmp_path), "the first heartbeat")
+        queued = mimicbot(tmp_path, "train", "ada_bytes", "--base-model", "tiny", "--max-steps", "400", "--queue",
+                          "--json", env=env)
+        job_id = json.loads(queued.stdout)["job"]["id"]
+        row = daemon.wait_for(lambda: (r := _job(tmp_path, env, job_id))["step"] and r, "the first training step",
+                              timeout=600)
+        daemon.kill()  # SIGKILL, mid-training
+        child = row["worker_pid"]
+        deadline = time.monotonic() + 30
+        while child and time.monotonic() < deadline and os.path.exists(f"/proc/{child}") and \
+                open(f"/proc/{child}/stat").read().split()[2] != "Z":
+            time.sleep(0.2)  # the orphaned training child notices and stops by itself
+        assert _job(tmp_path, env, job_id)["state"] == "running"  # as the killed daemon left it
+
+        daemon = Daemon(tmp_path, env)
+        final = daemon.wait_for(lambda: (r := _job(tmp_path, env, job_id))["state"] in ("succeeded", "failed") and r,
+                                "the job to run again and end", timeout=600)
+        assert final["state"] == "succeeded" and final["owner_pid"] == daemon.proc.pid, final["error"]
+
+        added = mimicbot(tmp_path, "schedule", "add", "ada_bytes", "--to", "x", "--every", "6h", "--json", env=env)
+        schedule_id = json.loads(added.stdout)["id"]
+        x_server.stall(1, seconds=20)  # the post's request hangs
+        assert mimicbot(tmp_path, "schedule", "run-now", str(schedule_id), env=env).returncode == 0
+        posts = lambda: [r for r in x_server.requests_to("/2/tweets") if r.method == "POST"]  # noqa: E731
+        daemon.wait_for(posts, "the post's request")
+        daemon.kill()  # SIGKILL, while the request is in flight
+
+        daemon = Daemon(tmp_path, env)
+        daemon.wait_for(lambda: heartbeat(tmp_path), "the heartbeat after the restart")
+        time.sleep(4)  # several schedule polls
+        code, _ = daemon.stop()
+    finally:
+        daemon.kill()
+    assert code == 0
+    assert len(posts()) == 1  # sent at most once
+    (entry,) = json.loads(mimicbot(tmp_path, "outgoing", "list", "--json", env=env).stdout)
+    assert entry["status"] in ("sending", "unknown") and entry["remote_id"] is None  # for a person to settle
+    schedules = json.loads(mimicbot(tmp_path, "schedule", "list", "--json", env=env).stdout)
+    assert [s["id"] for s in schedules] == [schedule_id]

@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, GPT2LMHeadModel, PreTrainedTokenizerFast
 from typer.testing import CliRunner
 
 from bot.cleaning import EOT
 from bot.cli import _register, app
 from bot.errors import UnknownModel, ValidationError
-from bot.generation.anticopy import build_index
-from bot.modelfolder import ANTICOPY_FILE, GENERATION_FILE, TRAINING_FILE
+from bot.modelfolder import ANTICOPY_FILE
 from bot.generation.sampling import first_line, sample, stop_token_ids
 from bot.service import Mimicbot
 from bot.training.tiny import ensure_tiny_base
+from tests.kit.models import make_model_dir, random_gpt2
 
 CORPUS = ["My dream is la la la la", "la la la\nla la", "Hello world, my dream is a compiler"] * 20
 
@@ -35,14 +35,6 @@ def byte_bpe_tokenizer(texts: list[str], vocab_size: int = 300) -> PreTrainedTok
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOT, bos_token=EOT, unk_token=EOT)
-
-
-def random_gpt2(tokenizer, seed: int = 0, **config) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    sizes = {"n_positions": 256, "n_embd": 32, "n_layer": 2, "n_head": 2, **config}
-    cfg = GPT2Config(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
-                     eos_token_id=tokenizer.eos_token_id, **sizes)
-    return GPT2LMHeadModel(cfg).eval()
 
 
 def fixed_distribution_gpt2(tokenizer, probs: dict[int, float], **config) -> GPT2LMHeadModel:
@@ -161,30 +153,6 @@ def test_bad_settings_are_refused(tokenizer, kwargs, message):
 
 
 # -- model directories, the service's generate, the CLI -----------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory) -> Path:
-    """Engineer-built offline base: the tiny tokenizer (trained on the bundled samples) and random GPT-2."""
-    return ensure_tiny_base(tmp_path_factory.mktemp("base"))
-
-
-def make_model_dir(models_dir: Path, model_id: str, base: Path, *, model=None, training_texts=(),
-                   generation: dict | None = None, record: dict | None = None) -> Path:
-    """A model directory as the trainer publishes it: weights, tokenizer, generation config, anti-copy
-    index and training.json."""
-    path = Path(models_dir) / model_id
-    (model or AutoModelForCausalLM.from_pretrained(base)).save_pretrained(path)
-    AutoTokenizer.from_pretrained(base).save_pretrained(path)
-    if generation is not None:
-        config = json.loads((path / GENERATION_FILE).read_text())
-        (path / GENERATION_FILE).write_text(json.dumps({**config, **generation}))
-    build_index(list(training_texts)).save(path / ANTICOPY_FILE)
-    record = record or {"model_id": model_id, "display_name": model_id.title(),
-                        "accounts": [{"handle": model_id, "display_name": model_id.title()}],
-                        "finished_at": "2025-12-06T18:20:30+00:00", "eval": {"perplexity_after": 12.5}}
-    (path / TRAINING_FILE).write_text(json.dumps(record))
-    return path
 
 
 def tiny_fixed_model(base: Path, probs_by_text: dict[str, float]):

@@ -16,7 +16,7 @@ from bot.posting.targets import build_target
 from bot.service import Mimicbot
 from bot.sources import open_source
 from bot.sources.mastodon import TIMELINE_CAP, MastodonSource, api_base_for, html_to_text
-from tests.fakes.mastodon_server import TOKEN, FakeMastodon, mastodon_server, mastodon_settings  # noqa: F401
+from tests.fakes.mastodon_server import TOKEN, FakeMastodon, mastodon_settings
 
 STATUSES = "/api/v1/accounts/{}/statuses"
 ALICE = "@alice@example.social"

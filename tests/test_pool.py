@@ -33,14 +33,6 @@ WAIT_S = 180  # a safety net against a hang, never a measure of speed
 NO_RUN = "tiny"  # the base model of a job no child will train: nothing is built
 
 
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory):
-    """The tiny base model, built once for the session and passed as a local folder."""
-    from bot.training.tiny import ensure_tiny_base
-
-    return str(ensure_tiny_base(tmp_path_factory.mktemp("base")))
-
-
 @pytest.fixture
 def bot(settings):
     b = Mimicbot(settings)

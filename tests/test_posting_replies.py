@@ -11,8 +11,7 @@ from bot.posting.ledger import Ledger
 from bot.posting.replies import ReplyConfig, ReplyLoop
 from bot.posting.x import XCaller
 from bot.service import Mimicbot
-from tests.fakes.x_server import x_server  # noqa: F401  (fixture)
-from tests.test_posting_support import START, RecordingSleep, clock, posting_settings, trained_models  # noqa: F401
+from tests.kit.posting import START, RecordingSleep, posting_settings
 
 MENTIONS = r"/2/users/\d+/mentions"
 

@@ -16,8 +16,8 @@ from bot.posting.ledger import Ledger
 from bot.posting.x import XCaller, XTarget
 from bot.service import Mimicbot
 from bot.sources.x_api import x_client
-from tests.fakes.x_server import TEST_CREDENTIALS, settings_for, x_server  # noqa: F401  (fixture)
-from tests.test_posting_support import RecordingSleep, posting_settings, trained_models  # noqa: F401
+from tests.fakes.x_server import TEST_CREDENTIALS, settings_for
+from tests.kit.posting import RecordingSleep, posting_settings
 
 
 @pytest.fixture

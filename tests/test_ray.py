@@ -37,13 +37,6 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory) -> str:
-    from bot.training.tiny import ensure_tiny_base
-
-    return str(ensure_tiny_base(tmp_path_factory.mktemp("base")))
-
-
 @pytest.fixture
 def bot(settings):
     b = Mimicbot(settings.model_copy(update={"mimicbot_executor": "ray"}))

@@ -15,8 +15,7 @@ from bot.posting.base import UnknownSchedule
 from bot.posting.daemon import PostingDaemon
 from bot.posting.ledger import Ledger
 from bot.service import Mimicbot
-from tests.fakes.x_server import TEST_CREDENTIALS, x_server  # noqa: F401  (fixture)
-from tests.test_posting_support import START, clock, posting_settings, trained_models  # noqa: F401
+from tests.kit.posting import START, posting_settings
 
 TWEETS = "/2/tweets"
 

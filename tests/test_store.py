@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from bot.samples.generate import sample_path
 from bot.service import Mimicbot
 from bot.store import Store
@@ -21,6 +23,7 @@ def test_wal_and_migrations(settings):
     Store(settings.db_path).close()  # re-opening applies nothing twice
 
 
+@pytest.mark.slow  # starts processes
 def test_two_processes_write_at_the_same_time(settings):
     """The daemon and the CLI share the file: a second process importing while this one writes."""
     code = (
@@ -48,6 +51,7 @@ def test_delete_account(settings):
     bot.close()
 
 
+@pytest.mark.slow  # starts a process
 def test_a_write_lock_held_past_the_busy_timeout_is_one_clear_error_and_writes_nothing(settings):
     """Another process (a CLI import, the daemon) holds the write lock longer than the busy timeout: the fetch
     fails with StoreBusy naming the cause, not a `database is locked` traceback, and stores nothing."""

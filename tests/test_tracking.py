@@ -96,13 +96,6 @@ def wandb_home(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
 
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory) -> str:
-    from bot.training.tiny import ensure_tiny_base
-
-    return str(ensure_tiny_base(tmp_path_factory.mktemp("base")))
-
-
 @pytest.fixture
 def request_for_ada(settings, tiny_base):
     """A 4-step request on @ada_bytes (the bundled sample archive) and the tiny base model."""

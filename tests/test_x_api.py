@@ -11,7 +11,7 @@ import pytest
 from bot.errors import AuthError, ConfigError, ProtectedAccount, SourceError, UnknownAccount
 from bot.sources import open_source
 from bot.sources.x_api import TIMELINE_CAP, XApiSource, x_client
-from tests.fakes.x_server import FakeXServer, settings_for, x_server  # noqa: F401  (x_server: fixture)
+from tests.fakes.x_server import FakeXServer, settings_for
 
 TIMELINE = "/2/users/\\d+/tweets"
 

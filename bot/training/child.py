@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 
 from ..errors import MimicbotError
+from ..modelfolder import disk_error, is_disk_error
 from .spec import TrainRequest
 
 PARENT_POLL_S = 1.0  # how often a child checks that its parent is still there
@@ -43,7 +44,8 @@ def child_main(request: dict, work_dir: str, conn, log_path: str, slot: int) -> 
         raise
     except BaseException as e:  # noqa: BLE001 - anything the trainer raises ends the job, with its type
         traceback.print_exc()
-        _send_quietly(conn, {"type": "error", "message": f"{type(e).__name__}: {e}"})
+        message = disk_error(e, request["model_id"]) if is_disk_error(e) else f"{type(e).__name__}: {e}"
+        _send_quietly(conn, {"type": "error", "message": message})
     finally:
         conn.close()
 
@@ -104,3 +106,4 @@ def _send_quietly(conn, message: dict) -> None:
         conn.send(message)
     except (BrokenPipeError, OSError):  # the parent is gone; nobody to tell
         pass
+

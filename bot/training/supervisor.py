@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import MimicbotError
+from ..modelfolder import disk_error
 from ..store import Store
 from . import jobs
 from .spec import TrainRequest
@@ -130,7 +131,10 @@ def run_job(store: Store, job: dict, *, executor: Executor, data_dir: Path, stop
         return _end(store, job_id, Outcome(jobs.FAILED, str(e)))
     work_dir = work_dir_for(req.models_dir, job_id)
     shutil.rmtree(work_dir, ignore_errors=True)  # what a killed earlier run of this job left
-    work_dir.mkdir(parents=True)
+    try:
+        work_dir.mkdir(parents=True)
+    except OSError as e:  # a read-only or full models folder: the job fails, it is never left running
+        return _end(store, job_id, Outcome(jobs.FAILED, disk_error(e, req.model_id)))
     try:
         outcome = supervise(store, job_id, executor, req, work_dir, log_path_for(data_dir, job_id), stop, slot)
     except Exception as e:  # noqa: BLE001 - never leave a job running because the supervisor broke
@@ -159,7 +163,12 @@ def supervise(store: Store, job_id: int, executor: Executor, req: TrainRequest, 
         progress.flush()
     if outcome is None:
         return Outcome(jobs.FAILED, run.death())
-    return run.complete(outcome) if outcome.state == jobs.SUCCEEDED else outcome
+    if outcome.state != jobs.SUCCEEDED:
+        return outcome
+    try:
+        return run.complete(outcome)
+    except OSError as e:
+        return Outcome(jobs.FAILED, disk_error(e, req.model_id))
 
 
 class ProgressWriter:

@@ -461,22 +461,6 @@ def attach_dpytest(bot: discord.Client) -> None:
     bot.tree._state = bot._connection
 
 
-@pytest.fixture(scope="session")
-def trained_models(tmp_path_factory):
-    """A models folder with @ada_bytes's model, trained for real (tiny base, 2 steps) once per session."""
-    root = tmp_path_factory.mktemp("trained")
-    settings = Settings(mimicbot_data_dir=root / "data", mimicbot_models_dir=root / "models", _env_file=None)
-    mimic = Mimicbot(settings)
-    try:
-        mimic.fetch_blocking([str(sample_path(TRAINED_MODEL))])
-        req = asyncio.run(mimic.build_request(["@" + TRAINED_MODEL], base_model="tiny", max_steps=2))
-        row = mimic.run_job(mimic.submit(req, "tests")["id"])
-        assert row["state"] == "succeeded", row["error"]
-    finally:
-        mimic.close()
-    return settings.models_dir
-
-
 @pytest.fixture
 def settings(tmp_path, monkeypatch) -> Settings:
     """The shared settings, with the offline tiny model as the bot's base model (as `mimicbot demo` runs)."""
@@ -495,7 +479,8 @@ def options() -> DiscordOptions:
 @pytest.fixture
 def mimic(settings, trained_models):
     """The service over this test's database, holding the sample accounts and a copy of the trained model."""
-    shutil.copytree(trained_models, settings.models_dir, ignore=shutil.ignore_patterns(".work", ".trash-*"))
+    models_dir, _ = trained_models  # the session's tiny model of @ada_bytes (tests/kit/posting.py)
+    shutil.copytree(models_dir, settings.models_dir, ignore=shutil.ignore_patterns(".work", ".trash-*"))
     service = Mimicbot(settings)
     service.fetch_blocking([str(sample_path(name)) for name in SAMPLES])
     yield service

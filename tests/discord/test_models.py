@@ -21,7 +21,7 @@ async def test_model_card_shows_data_perplexity_and_the_predictions_picture(worl
     assert "Tweets downloaded: **400**" in text and "Tweets kept: **319**" in text
     before, after = training["eval"]["perplexity_before"], training["eval"]["perplexity_after"]
     assert f"{before:,.1f} → {after:,.1f}" in text
-    assert "base model **tiny**" in text and "2 steps" in text
+    assert "base model **tiny**" in text and f"{training['steps']} steps" in text
     run = await slash.invoke("model", model=TRAINED_MODEL)
     (response,) = run.calls
     assert response.body["data"]["embeds"][0]["image"]["url"] == "attachment://predictions.png"

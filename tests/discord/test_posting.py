@@ -11,10 +11,8 @@ import pytest
 
 from bot.config import Settings
 from bot.posting.ledger import Ledger
-from tests.discord.conftest import (  # noqa: F401  (fixtures)
-    TRAINED_MODEL, _now, mimic, no_pings, options, sent_messages, slash, trained_models, world)
-from tests.fakes.x_server import TEST_CREDENTIALS, x_server  # noqa: F401  (fixture)
-from tests.test_posting_support import clock  # noqa: F401  (fixture)
+from tests.discord.conftest import TRAINED_MODEL, _now, sent_messages
+from tests.fakes.x_server import TEST_CREDENTIALS
 
 TWEETS = "/2/tweets"
 NINE = datetime(2031, 3, 3, 9, 0, 1, tzinfo=UTC)

@@ -1,5 +1,6 @@
-"""Shared by the posting and schedule tests (no tests here): a tiny model trained once per session through
-the service and its training pool, settings that point at it and at the fake X server, and a clock.
+"""Shared by the posting and schedule tests: a tiny model trained once per session through the service and
+its training pool, settings that point at it and at the fake X server, and a clock (fixtures registered in
+tests/conftest.py).
 
 The model is real: base_model "tiny" (built on this machine), fine-tuned for a few steps on the bundled
 sample archive by the same job path `mimicbot train` takes.
@@ -18,19 +19,14 @@ from bot.config import Settings
 from bot.service import Mimicbot
 from tests.fakes.x_server import TEST_CREDENTIALS
 
-SAMPLES = Path(__file__).resolve().parent.parent / "bot" / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "bot" / "samples"
 START = datetime(2031, 3, 3, 8, 59, 30, tzinfo=UTC)  # a Monday, 30 s before 09:00 UTC
-
-
-_TRAINED: dict[str, tuple[Path, str]] = {}  # this fixture is imported into several modules: train once
 
 
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory) -> tuple[Path, str]:
     """(models dir, model id) of a tiny model trained once for the whole session."""
-    if "model" not in _TRAINED:
-        _TRAINED["model"] = _train(tmp_path_factory.mktemp("posting-model"))
-    return _TRAINED["model"]
+    return _train(tmp_path_factory.mktemp("posting-model"))
 
 
 def _train(root: Path) -> tuple[Path, str]:
