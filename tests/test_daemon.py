@@ -226,7 +226,7 @@ def test_a_killed_daemon_trains_the_job_again_and_never_posts_twice(tmp_path, x_
     daemon = Daemon(tmp_path, env)
     try:
         daemon.wait_for(lambda: heartbeat(tmp_path), "the first heartbeat")
-        queued = mimicbot(tmp_path, "train", "ada_bytes", "--base-model", "tiny", "--max-steps", "400", "--queue",
+        queued = mimicbot(tmp_path, "train", "ada_bytes", "--base-model", "tiny", "--max-steps", "40", "--queue",
                           "--json", env=env)
         job_id = json.loads(queued.stdout)["job"]["id"]
         row = daemon.wait_for(lambda: (r := _job(tmp_path, env, job_id))["step"] and r, "the first training step",
