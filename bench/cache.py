@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import CACHE, save_results, show  # noqa: E402
+from bench.common import CACHE, print_machine, save_results, show  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -24,6 +24,7 @@ def rss_mb() -> float:
 
 
 def main() -> None:
+    print_machine()
     from bot.config import Settings
     from bot.service import Mimicbot
 

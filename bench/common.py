@@ -16,14 +16,56 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
-RESULTS = HERE / "results" / "latest.json"
+RESULTS_DIR = HERE / "results"  # one file per machine class: figures from two kinds of CPU are never mixed
+FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
-def machine() -> dict:
+def cpu_features() -> dict[str, bool]:
+    """The instruction-set extensions that decide which precision is fast here (Linux /proc/cpuinfo flags)."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return {f: f in flags for f in FEATURES}
+
+
+def machine_class(features: dict[str, bool] | None = None) -> str:
+    """x86-amx, x86-avx512bf16, x86-avx512, x86-avx2, or the architecture's name."""
+    f = features if features is not None else cpu_features()
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return platform.machine().lower() or "unknown"
+    for name, flag in (("x86-amx", "amx_bf16"), ("x86-avx512bf16", "avx512_bf16"), ("x86-avx512", "avx512f"),
+                       ("x86-avx2", "avx2")):
+        if f.get(flag):
+            return name
+    return "x86"
+
+
+_PEAKS: dict[str, float] = {}
+
+
+def machine(peaks: bool = True) -> dict:
+    """The CPU, its features and class, and (measured once per process) its fp32 and bf16 matmul peaks."""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "cuda": torch.cuda.is_available(), "python": platform.python_version()}
+    features = cpu_features()
+    if peaks and not _PEAKS:
+        native_bf16 = features["avx512_bf16"] or features["amx_bf16"]  # else emulated: ~1000x slower, a small n
+        _PEAKS.update(fp32_gflops=round(matmul_peak(torch.float32), 1),
+                      bf16_gflops=round(matmul_peak(torch.bfloat16, n=2048 if native_bf16 else 256), 1))
+    return {"cpu": cpu, "class": machine_class(features), "features": [k for k, v in features.items() if v],
+            "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cuda": torch.cuda.is_available(), "python": platform.python_version(), **_PEAKS}
+
+
+def print_machine() -> dict:
+    """Print what the figures depend on, before any figure (each benchmark starts with it)."""
+    m = machine()
+    show("machine", [("cpu", m["cpu"]), ("class", m["class"]), ("features", " ".join(m["features"]) or "none"),
+                     ("matmul peak fp32, GFLOP/s", m["fp32_gflops"]), ("matmul peak bf16, GFLOP/s", m["bf16_gflops"]),
+                     ("cores / torch threads", f"{m['cores']} / {m['torch_threads']}")])
+    return m
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
@@ -77,15 +119,22 @@ def gpt2_124m_dir(seed: int = 0) -> Path:
     return out
 
 
-def save_results(section: str, figures: dict) -> None:
-    """Merge one benchmark's figures into results/latest.json (atomically)."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data["machine"] = machine()
+def results_path(machine_class_name: str | None = None) -> Path:
+    return RESULTS_DIR / f"{machine_class_name or machine_class()}.json"
+
+
+def save_results(section: str, figures: dict) -> Path:
+    """Merge one benchmark's figures into results/<machine class>.json (atomically); returns its path."""
+    m = machine()
+    path = results_path(m["class"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data["machine"] = m
     data[section] = {**figures, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-    tmp = RESULTS.with_suffix(".tmp")
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, RESULTS)
+    os.replace(tmp, path)
+    return path
 
 
 def show(title: str, rows: list[tuple[str, object]]) -> None:

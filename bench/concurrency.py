@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import save_results, show  # noqa: E402
+from bench.common import print_machine, save_results, show  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:
@@ -76,6 +76,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=100)
     a = ap.parse_args()
+    print_machine()
     figures = asyncio.run(run(a.calls))
     show(f"{a.calls} concurrent generate calls on one cached model", list(figures.items()))
     save_results("concurrency", figures)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import gpt2_124m_dir, save_results, show  # noqa: E402
+from bench.common import gpt2_124m_dir, print_machine, save_results, show  # noqa: E402
 
 TICK = 0.010
 WRITER_HOLD_S = 1.0  # how long the other process holds the write lock each time
@@ -164,6 +164,7 @@ def main() -> None:
     ap.add_argument("--writer-seconds", type=float, default=8.0, help="how long the other process writes")
     ap.add_argument("--writer-only", action="store_true", help="only the idle and writer phases (no training)")
     a = ap.parse_args()
+    print_machine()
     figures = asyncio.run(run(a.steps, a.idle_seconds, a.writer_seconds, a.writer_only))
     show("daemon event-loop lag: idle, 2 training jobs running, another process writing", list(figures.items()))
     save_results("daemon_lag_writer" if a.writer_only else "daemon_lag", figures)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import CACHE, save_results, show  # noqa: E402
+from bench.common import CACHE, print_machine, save_results, show  # noqa: E402
 
 PROMPT = "My dream is"
 
@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--model", default="bench-124m")
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
+    print_machine()
     model_dir = a.models_dir / a.model
     if not (model_dir / "config.json").exists():
         sys.exit(f"{model_dir} is missing: run bench/train_throughput.py first (it trains that model)")

@@ -7,10 +7,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["train_throughput.py", "generation.py", "daemon_lag.py", "cache.py"]
+SCRIPTS = ["train_throughput.py", "generation.py", "daemon_lag.py", "cache.py", "concurrency.py"]
 
 if __name__ == "__main__":
     for script in SCRIPTS:
         print(f"\n### {script}", flush=True)
         subprocess.run([sys.executable, str(HERE / script), *()], check=True)
-    print(f"\nfigures: {HERE / 'results' / 'latest.json'}")
+    sys.path.insert(0, str(HERE.parent))
+    from bench.common import results_path
+
+    print(f"\nfigures: {results_path()}")

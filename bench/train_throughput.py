@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import CACHE, gpt2_124m_dir, matmul_peak, sample_posts, save_results, show  # noqa: E402
+from bench.common import CACHE, gpt2_124m_dir, matmul_peak, sample_posts, print_machine, save_results, show  # noqa: E402
 from bot.training import trainer as T  # noqa: E402
 from bot.training.spec import AccountData, TrainRequest  # noqa: E402
 
@@ -156,6 +156,7 @@ def main() -> None:
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
     a = ap.parse_args()
+    print_machine()
     figures = {}
     if not a.skip_throughput:
         figures["throughput"] = throughput(a.tokens, a.batch_size)
