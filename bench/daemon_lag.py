@@ -60,7 +60,7 @@ async def writer_phase(bot, job_id: int, seconds: float, base: str) -> dict:
     import inspect
     import subprocess
 
-    from bot.posting.runner import ScheduleRunner
+    from bot.posting.schedule_runner import ScheduleRunner
     from bot.training import jobs
 
     async def fire(schedule, key):  # never called: no schedule is due

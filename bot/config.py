@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     mimicbot_reply_bot_threshold: int = Field(default=10, ge=1)  # replies to one account in 24 h: treat as a bot
     mimicbot_reply_blocklist: str = ""  # comma-separated X handles never answered
 
-    # Operations, scale-out, publishing, tracking (bot/ops.py, bot/training/ray_executor.py, bot/publish.py,
+    # Operations, scale-out, publishing, tracking (bot/ops.py, bot/training/ray_executor.py, bot/hub.py,
     # bot/training/tracking.py)
     mimicbot_log_file_mb: int = Field(default=10, ge=1)  # data/logs/mimicbot.log rotates at this size
     mimicbot_log_backups: int = Field(default=5, ge=0)  # rotated log files kept

@@ -293,7 +293,7 @@ class Mimicbot:
 
     def push_model(self, model_id: str, repo: str, private: bool = False):
         """Upload a model, its card and pictures to the Hugging Face hub (HF_TOKEN); a PushResult."""
-        from .publish import push_model
+        from .hub import push_model
 
         return push_model(self.settings, model_id, repo, private=private)
 

@@ -25,7 +25,7 @@ def settings(tmp_path, monkeypatch) -> Settings:
 # console script, training children, Ray). Marked here from what it uses, so a new test cannot forget it.
 SLOW_FIXTURES = {"tiny_base", "trained_models"}
 SLOW_MODULES = {"test_daemon.py", "test_cli_train.py", "test_ray.py", "test_pool.py", "test_trainer.py",
-                "test_tracking.py", "test_deploy.py", "test_card.py", "test_publish.py"}
+                "test_tracking.py", "test_deploy.py", "test_card.py", "test_hub.py"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -44,8 +44,8 @@ OPTIONAL_EXTENSIONS = ("bot.discord.cogs.scheduler",)  # loaded when the module 
 DM_COMMANDS = ("generate", "help")  # the commands that work in direct messages
 
 
-class MimicBotBase:
-    """Everything the bot does, independent of sharding (see MimicBot and SingleMimicBot below)."""
+class DiscordBotBase:
+    """Everything the bot does, independent of sharding (see DiscordBot and SingleDiscordBot below)."""
 
     def __init__(self, settings: Settings, options: DiscordOptions | None = None, *, app: App,
                  extensions: tuple[str, ...] | None = None, intents: discord.Intents | None = None,
@@ -139,17 +139,17 @@ class MimicBotBase:
         log.info("connected as %s (id %s) to %d servers", self.user, self.user.id, len(self.guilds))
 
 
-class MimicBot(MimicBotBase, commands.AutoShardedBot):
+class DiscordBot(DiscordBotBase, commands.AutoShardedBot):
     """The daemon's bot: shards chosen by Discord."""
 
 
-class SingleMimicBot(MimicBotBase, commands.Bot):
+class SingleDiscordBot(DiscordBotBase, commands.Bot):
     """The same bot on one connection (dpytest drives only unsharded clients)."""
 
 
 def create_bot(settings: Settings, options: DiscordOptions | None = None, *, sharded: bool = True,
-               **kwargs) -> MimicBotBase:
-    return (MimicBot if sharded else SingleMimicBot)(settings, options, **kwargs)
+               **kwargs) -> DiscordBotBase:
+    return (DiscordBot if sharded else SingleDiscordBot)(settings, options, **kwargs)
 
 
 def default_intents(options: DiscordOptions) -> discord.Intents:
@@ -173,4 +173,4 @@ def _one_line(error: BaseException) -> str:
     return f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
 
 
-__all__ = ["EXTENSIONS", "MimicBot", "MimicBotBase", "SingleMimicBot", "create_bot"]
+__all__ = ["EXTENSIONS", "DiscordBot", "DiscordBotBase", "SingleDiscordBot", "create_bot"]

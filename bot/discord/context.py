@@ -14,14 +14,14 @@ from .views import Confirm
 
 if TYPE_CHECKING:
     from ..service import Mimicbot
-    from .bot import MimicBotBase
+    from .bot import DiscordBotBase
     from .options import DiscordOptions
 
 T = TypeVar("T")
 
 
 class MimicContext(commands.Context):
-    bot: MimicBotBase
+    bot: DiscordBotBase
 
     @property
     def mimic(self) -> Mimicbot:

@@ -18,7 +18,7 @@ import discord
 
 from ..config import Settings
 from ..errors import ConfigError, MimicbotError
-from .bot import MimicBotBase, create_bot
+from .bot import DiscordBotBase, create_bot
 from .options import DiscordOptions, load_options
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class DiscordFace:
         self.token = require_token(settings)
         self.options = options or load_options()
         use_api_base(settings)
-        self.bot: MimicBotBase | None = None
+        self.bot: DiscordBotBase | None = None
         self._connection: asyncio.Task | None = None
 
     async def attach(self, app: App) -> None:

@@ -8,7 +8,7 @@
     ledger.py          the outgoing table: intent before sending, remote id after, "unknown" never retried
     poster.py          one post: generate → guards → ledger → send (or a draft for approval)
     schedules.py       schedules in SQLite: validation, triggers, edits
-    runner.py          the daemon's apscheduler serving the schedules (misfire, coalescing: see its docstring)
+    schedule_runner.py the daemon's apscheduler serving the schedules (misfire, coalescing: see its docstring)
     replies.py         answering X mentions, with loop guards
     daemon.py          what the daemon runs: runner + replies + the fire of a schedule
 """

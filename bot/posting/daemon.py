@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .poster import ApprovalSink, PostOutcome
-from .runner import ScheduleRunner
+from .schedule_runner import ScheduleRunner
 from .targets import build_target
 
 if TYPE_CHECKING:

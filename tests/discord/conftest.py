@@ -38,7 +38,7 @@ from discord.webhook import async_ as webhook_async
 
 from bot.app import App
 from bot.config import Settings
-from bot.discord.bot import SingleMimicBot, default_intents
+from bot.discord.bot import SingleDiscordBot, default_intents
 from bot.discord.options import DiscordOptions
 from bot.samples.generate import sample_path
 from bot.service import Mimicbot
@@ -400,7 +400,7 @@ def _member(member: discord.Member) -> dict:
 
 @dataclass
 class World:
-    bot: SingleMimicBot
+    bot: SingleDiscordBot
     app: App  # the daemon's core the bot is a face of
     mimic: Mimicbot
     guild: discord.Guild
@@ -494,7 +494,7 @@ async def world(settings, options, mimic, no_pings):
     intents = default_intents(options)
     intents.members = True
     app = App(settings, service=mimic)
-    bot = SingleMimicBot(settings, options, app=app, intents=intents)
+    bot = SingleDiscordBot(settings, options, app=app, intents=intents)
     attach_dpytest(bot)
     await bot._async_setup_hook()  # the loop-bound parts `login()` sets up first
     config = dpytest.get_config()

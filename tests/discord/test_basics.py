@@ -8,7 +8,7 @@ import discord
 import pytest
 from discord.ext import commands
 
-from bot.discord.bot import EXTENSIONS, MimicBot, MimicBotBase, SingleMimicBot
+from bot.discord.bot import EXTENSIONS, DiscordBot, DiscordBotBase, SingleDiscordBot
 from bot.discord.converters import parse_handle, parse_handles
 from bot.discord.errors import DM_ONLY, explain
 from bot.discord.formatting import ZWSP, duration, neutralise, post_embed, progress_bar
@@ -20,10 +20,10 @@ from .conftest import text_of
 
 
 def test_the_daemon_bot_is_sharded_and_the_test_bot_is_the_same_bot():
-    assert issubclass(MimicBot, commands.AutoShardedBot) and issubclass(MimicBot, MimicBotBase)
-    assert issubclass(SingleMimicBot, MimicBotBase) and not issubclass(SingleMimicBot, discord.AutoShardedClient)
+    assert issubclass(DiscordBot, commands.AutoShardedBot) and issubclass(DiscordBot, DiscordBotBase)
+    assert issubclass(SingleDiscordBot, DiscordBotBase) and not issubclass(SingleDiscordBot, discord.AutoShardedClient)
     # everything the bot does is in the shared base: the two classes add nothing
-    for cls in (MimicBot, SingleMimicBot):
+    for cls in (DiscordBot, SingleDiscordBot):
         assert [name for name in vars(cls) if not name.startswith("__")] == []
 
 

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from bot.config import Settings
 from bot.errors import ConfigError, UnknownModel, ValidationError
-from bot.publish import PublishError, check_repo_id, push_model
+from bot.hub import HubError, check_repo_id, push_model
 from bot.samples.generate import sample_path
 from bot.service import Mimicbot
 from bot.training.trainer import train
@@ -122,7 +122,7 @@ def test_unreachable_hub(trained):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = trained.model_copy(update={"hf_endpoint": f"http://127.0.0.1:{port}", "hf_token": SecretStr(TOKEN)})
-    with pytest.raises(PublishError, match=f"cannot reach the hub at http://127.0.0.1:{port}"):
+    with pytest.raises(HubError, match=f"cannot reach the hub at http://127.0.0.1:{port}"):
         push_model(settings, "ada_bytes", REPO)
 
 

@@ -1,4 +1,4 @@
-"""Publish a trained model to the Hugging Face hub: `mimicbot models push MODEL --repo OWNER/NAME`.
+"""Push a trained model to the Hugging Face hub: `mimicbot models push MODEL --repo OWNER/NAME`.
 
 The whole model folder goes up in one commit: weights, tokenizer, generation defaults, training.json, the
 anti-copy index (hashes only, never the posts), the pictures (predictions.png, loss.png) and the card,
@@ -32,7 +32,7 @@ REPO_ID = re.compile(rf"^{_PART}/{_PART}$")
 REQUIRED = (CONFIG_FILE, CARD_FILE)
 
 
-class PublishError(MimicbotError):
+class HubError(MimicbotError):
     """The hub could not be reached, or refused the upload; nothing of the model changed locally."""
 
 
@@ -112,7 +112,7 @@ def _prepare(model_dir: Path, files: list[str], repo_id: str, endpoint: str, tok
 
 @contextmanager
 def _hub_errors(repo_id: str, endpoint: str) -> Iterator[None]:
-    """Turn the hub client's errors into a PublishError with the reason a person can act on."""
+    """Turn the hub client's errors into a HubError with the reason a person can act on."""
     from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
     try:
@@ -120,11 +120,11 @@ def _hub_errors(repo_id: str, endpoint: str) -> Iterator[None]:
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else None
         if status in (401, 403):
-            raise PublishError(f"the hub refused HF_TOKEN for {repo_id} ({status}): it must be a write token "
+            raise HubError(f"the hub refused HF_TOKEN for {repo_id} ({status}): it must be a write token "
                                "of the repository's owner") from None
         detail = (e.server_message or str(e)).strip().splitlines()[0]
-        raise PublishError(f"the hub refused the upload to {repo_id} ({status}): {detail}") from None
+        raise HubError(f"the hub refused the upload to {repo_id} ({status}): {detail}") from None
     except ValueError as e:  # the hub client's checks of the hub's answers (e.g. invalid card metadata)
-        raise PublishError(f"the hub refused the upload to {repo_id}: {e}") from None
+        raise HubError(f"the hub refused the upload to {repo_id}: {e}") from None
     except (HTTPError, OSError) as e:
-        raise PublishError(f"cannot reach the hub at {endpoint}: {e}") from None
+        raise HubError(f"cannot reach the hub at {endpoint}: {e}") from None
