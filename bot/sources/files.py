@@ -22,6 +22,7 @@ import html
 import json
 import re
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -172,7 +173,10 @@ def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> 
                     raise MalformedImport(f"{what} inflates over {limits.max_ratio}x its compressed size: "
                                           "a zip bomb, not an archive")
                 chunks.append(chunk)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as e:
+        if size != info.file_size:
+            raise MalformedImport(f"{what} is damaged: {size:,} bytes where the zip directory says "
+                                  f"{info.file_size:,}")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError) as e:
         # ValueError covers zlib.error's siblings from bz2/lzma; OSError an invalid bz2 stream
         raise MalformedImport(f"{what} is damaged ({_show(str(e), 80) or type(e).__name__})") from None
     except NotImplementedError:  # pragma: no cover - methods are checked above
