@@ -235,3 +235,37 @@ def test_a_note_joins_only_a_truncated_post_of_its_second(bot, tmp_path):
                                                     "data/tweets.js": ytd("tweets", items),
                                                     "data/note-tweet.js": ytd("note_tweet", [_note(LONG)])})
     assert [p.text for p in bot.source(str(z2)).read().posts] == ["Every spring I promise"]
+
+
+# -- limits ----------------------------------------------------------------------------------------------------
+
+
+def test_an_import_reads_at_most_its_budget_and_member_count(tmp_path):
+    from bot.errors import MalformedImport
+    from bot.sources.files import ArchiveSource, ImportLimits, JsonlFileSource, TextFileSource
+
+    z = write_archive_zip(tmp_path / "big.zip", {"data/account.js": account_js("bob", "Bob"),
+                                                 "data/tweets.js": ytd("tweets", many_posts(20_000))})
+    assert len(ArchiveSource(z).read().posts) == 20_000  # about 2.5 MB: inside the default limits
+    with pytest.raises(MalformedImport, match=r"data/tweets.js declares 3 MB of text, more than an import reads \(1 MB in all"):
+        ArchiveSource(z, limits=ImportLimits(max_bytes=1 << 20)).read()
+    with pytest.raises(MalformedImport, match="2 entries, over the 1 an import reads"):
+        ArchiveSource(z, limits=ImportLimits(max_members=1)).read()
+    txt = tmp_path / "p.txt"
+    txt.write_text("short line\n" + "word " * 30 + "\n")
+    with pytest.raises(MalformedImport, match="line 2: a post of 150 characters; at most 100"):
+        TextFileSource(txt, "bob", ImportLimits(max_post_chars=100)).read()
+    jl = tmp_path / "p.jsonl"
+    jl.write_text(json.dumps({"text": "x" * 2000}) + "\n")
+    with pytest.raises(MalformedImport, match=r"^p.jsonl holds more text than an import reads \(1,000 bytes in all"):
+        JsonlFileSource(jl, "bob", ImportLimits(max_bytes=1000)).read()
+
+
+def test_a_malformed_import_is_one_line_and_exit_2_through_the_cli(settings, monkeypatch, tmp_path):
+    monkeypatch.setenv("MIMICBOT_DATA_DIR", str(settings.data_dir))
+    bad = write_archive_zip(tmp_path / "evil.zip", {"data/account.js": account_js("eve", "Eve"),
+                                                    "../../data/tweets.js": ytd("tweets", many_posts(3))})
+    res = _cli("fetch", str(bad))
+    assert res.exit_code == 2
+    assert res.stderr.strip().count("\n") == 0 and "points outside the archive" in res.stderr
+    assert "Traceback" not in res.output

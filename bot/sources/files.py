@@ -82,20 +82,26 @@ def _show(text: str, limit: int = 80) -> str:
     return shown if len(shown) <= limit else shown[:limit] + "…"
 
 
+def _size(n: int) -> str:
+    return f"{n / _MB:,.0f} MB" if n >= _MB else f"{n:,} bytes"
+
+
 class _Budget:
     """The bytes one import may still read."""
 
     def __init__(self, label: str, limits: ImportLimits):
         self.label, self.limits, self.left = label, limits, limits.max_bytes
 
-    def refuse(self, what: str, size: int) -> MalformedImport:
-        return MalformedImport(f"{self.label}: {what} holds over {size // _MB:,} MB of text; an import reads at most "
-                               f"{self.limits.max_bytes // _MB:,} MB (media files are never read)")
+    def refuse(self, what: str, declared: int | None = None) -> MalformedImport:
+        where = self.label if what == self.label else f"{self.label}: {what}"
+        size = f"declares {_size(declared)} of text, more" if declared else "holds more text"
+        return MalformedImport(f"{where} {size} than an import reads ({_size(self.limits.max_bytes)} in all; "
+                               "media files are never read)")
 
     def take(self, n: int, what: str) -> None:
         self.left -= n
         if self.left < 0:
-            raise self.refuse(what, self.limits.max_bytes - self.left)
+            raise self.refuse(what)
 
 
 def _read_file(path: Path, budget: _Budget, what: str) -> bytes:
