@@ -26,7 +26,6 @@ import threading
 import time
 import zipfile
 import zlib
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -562,14 +561,16 @@ def run_all(bot: Mimicbot, all_cases: list[Case], tmp: Path) -> list[Outcome]:
 
 
 def table(outcomes: list[Outcome]) -> str:
-    rows = Counter((o.case.cls, o.held) for o in outcomes)
-    lines = [f"{'class':22} {'tried':>6} {'held':>6} {'broke':>6}"]
-    for cls in GENERATORS:
-        tried = rows[(cls, True)] + rows[(cls, False)]
-        if tried:
-            lines.append(f"{cls:22} {tried:6} {rows[(cls, True)]:6} {rows[(cls, False)]:6}")
-    lines.append(f"{'total':22} {len(outcomes):6} {sum(o.held for o in outcomes):6} "
-                 f"{sum(not o.held for o in outcomes):6}")
+    """Per class: cases tried, held, broken (and how), and the slowest case."""
+    lines = [f"{'class':22} {'tried':>6} {'held':>6} {'crashed':>8} {'accepted':>9} {'slow':>5} {'db':>4} {'max s':>6}"]
+    for cls in [*GENERATORS, None]:
+        mine = [o for o in outcomes if cls is None or o.case.cls == cls]
+        if not mine:
+            continue
+        lines.append(f"{cls or 'total':22} {len(mine):6} {sum(o.held for o in mine):6} "
+                     f"{sum(o.kind == 'crashed' for o in mine):8} {sum(o.kind == 'accepted' for o in mine):9} "
+                     f"{sum(o.seconds >= TIME_LIMIT for o in mine):5} {sum(o.db_changed for o in mine):4} "
+                     f"{max(o.seconds for o in mine):6.2f}")
     return "\n".join(lines)
 
 

@@ -24,7 +24,7 @@ import re
 import zipfile
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
@@ -378,7 +378,7 @@ def _join_notes(posts: list[_ArchivePost], notes: list[_Note]) -> int:
                     target = p
                     break
         if target is not None and target.post.text != note.text:
-            target.post = RawPost(**{**target.post.__dict__, "text": note.text})
+            target.post = replace(target.post, text=note.text)
             joined += 1
     return joined
 
