@@ -24,8 +24,8 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +74,8 @@ def _account(username="fuzzy", name="Fuzzy Tester", account_id="42") -> str:
 
 def _zip(members: list[tuple[str, bytes]], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression) as z:
+    with zipfile.ZipFile(buf, "w", compression) as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Duplicate name": wanted, for the duplicate-member cases
         for name, data in members:
             z.writestr(zipfile.ZipInfo(name, (2025, 1, 1, 0, 0, 0)), data, compress_type=compression)
     return buf.getvalue()

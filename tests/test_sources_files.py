@@ -261,6 +261,17 @@ def test_an_import_reads_at_most_its_budget_and_member_count(tmp_path):
         JsonlFileSource(jl, "bob", ImportLimits(max_bytes=1000)).read()
 
 
+def test_a_pipe_is_refused_not_waited_on(bot, tmp_path):
+    import os
+
+    from bot.errors import MalformedImport
+
+    fifo = tmp_path / "posts.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(MalformedImport, match="not a regular file"):
+        bot.fetch_blocking([str(fifo)], handle="bob")
+
+
 def test_a_malformed_import_is_one_line_and_exit_2_through_the_cli(settings, monkeypatch, tmp_path):
     monkeypatch.setenv("MIMICBOT_DATA_DIR", str(settings.data_dir))
     bad = write_archive_zip(tmp_path / "evil.zip", {"data/account.js": account_js("eve", "Eve"),

@@ -49,7 +49,6 @@ from ..errors import (
     ProtectedAccount,
     SourceError,
     UnknownAccount,
-    ValidationError,
 )
 from ..naming import bluesky_handle
 from .base import AccountInfo, FetchResult, RawPost

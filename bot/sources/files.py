@@ -55,6 +55,8 @@ _READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2
 def open_file_source(path: Path, handle: str | None, limits: ImportLimits = LIMITS):
     if not path.exists():
         raise SourceError(f"no such file or folder: {path}")
+    if not path.is_dir() and not path.is_file():
+        raise MalformedImport(f"{path} is not a regular file (a pipe or a device is never read)")
     name = path.name.lower()
     if name.endswith(".txt"):
         return TextFileSource(path, _need_handle(path, handle), limits)

@@ -49,7 +49,6 @@ from ..errors import (
     ProtectedAccount,
     SourceError,
     UnknownAccount,
-    ValidationError,
 )
 from ..naming import parse_acct
 from .base import AccountInfo, FetchResult, RawPost
