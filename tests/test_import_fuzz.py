@@ -347,7 +347,7 @@ def _break_utf8(data: bytes, rng: random.Random) -> bytes:
         at = rng.randrange(len(data) + 1)
         return data[:at] + rng.choice((b"\xff", b"\xc3", b"\xe2\x82", b"\xed\xa0\x80", b"\xc0\xaf", b"\x80")) + data[at:]
     if how == "latin-1":
-        return data.decode("utf-8").replace("the", "thé").replace("a", "á").encode("latin-1")
+        return (data.decode("utf-8").replace("the", "thé").replace("a", "á") + " café").encode("latin-1")
     if how == "utf-16":
         return data.decode("utf-8").encode(rng.choice(("utf-16", "utf-16-le", "utf-32")))
     return data + "é".encode()[:1]

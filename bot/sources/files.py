@@ -122,6 +122,11 @@ def _decode(data: bytes, what: str) -> str:
         raise MalformedImport(f"{what} is UTF-16 text; save it as UTF-8")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise MalformedImport(f"{what} holds a NUL byte at byte {nul:,} (line {line}): not UTF-8 text "
+                              "(UTF-16 or binary?)")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -241,7 +246,7 @@ class _Fields:
         """A post or account id: digits (as X's archives write them) or a JSON integer."""
         for key in keys:
             value = self.obj.get(key)
-            if value is None or value == "":
+            if value is None or (value == "" and not required):
                 continue
             if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64:
                 return str(value)
