@@ -212,6 +212,17 @@ def _parse_time(value: str) -> datetime | None:
     return None
 
 
+def _json_type(value: object) -> str:
+    """What a JSON value is, in JSON's words."""
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "a boolean"), (int, "a number"), (float, "a number"), (str, "a string"),
+                       (list, "an array"), (dict, "an object")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__  # pragma: no cover - json.loads makes nothing else
+
+
 class _Fields:
     """Typed reads of one JSON object from the input, each failure a MalformedImport naming the field."""
 
@@ -219,9 +230,7 @@ class _Fields:
         self.obj, self.where, self.limits = obj, where, limits
 
     def fail(self, key: str, expected: str) -> MalformedImport:
-        got = type(self.obj.get(key)).__name__.replace("NoneType", "null").replace("dict", "object").replace(
-            "list", "array").replace("str", "string")
-        return MalformedImport(f"{self.where}: {key} is {got}, expected {expected}")
+        return MalformedImport(f"{self.where}: {key} is {_json_type(self.obj.get(key))}, expected {expected}")
 
     def text(self, key: str, *, required: bool = False, limit: int | None = None) -> str | None:
         value = self.obj.get(key)
@@ -263,7 +272,7 @@ class _Fields:
             return None
         parsed = _parse_time(value)
         if parsed is None:
-            raise MalformedImport(f"{self.where}: {key} {_show(value, 40)!s} is not a date "
+            raise MalformedImport(f"{self.where}: {key} '{_show(value, 40)}' is not a date "
                                   "(expected 'Sat Dec 06 18:20:30 +0000 2025' or ISO 8601)")
         return parsed
 
@@ -295,7 +304,7 @@ class _Fields:
 def _as_object(item: object, where: str, wrapper: str, limits: ImportLimits) -> _Fields:
     inner = item.get(wrapper, item) if isinstance(item, dict) else item
     if not isinstance(inner, dict):
-        raise MalformedImport(f"malformed archive: {where} is {type(inner).__name__}, expected an object "
+        raise MalformedImport(f"malformed archive: {where} is {_json_type(inner)}, expected an object "
                               f'{{"{wrapper}": {{...}}}}')
     return _Fields(inner, f"malformed archive: {where}", limits)
 
