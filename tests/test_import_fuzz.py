@@ -1,7 +1,7 @@
 """Malformed imports, generated: every one must end in ONE line of error (a MimicbotError), quickly, with the
 database untouched.
 
-A seeded generator builds broken inputs of fourteen classes (truncated and corrupt zips, zip bombs, `../`
+A seeded generator builds broken inputs of fifteen classes (truncated and corrupt zips, zip bombs, `../`
 member names, truncated `tweets.js`, wrong JSON types, deep nesting, huge fields, non-UTF-8, empty files,
 `.jsonl` lines that are not objects, lone surrogates, unsupported compression, duplicate members, broken
 `note-tweet.js`). The fast suite runs FAST_PER_CLASS cases of each class in-process; the run marked `slow`
