@@ -25,7 +25,7 @@ import zipfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 
 from ..errors import MalformedImport, SourceError, ValidationError
@@ -202,14 +202,23 @@ def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> 
 # -- X archive --------------------------------------------------------------------------------------------------
 
 
+_X_TIME = re.compile(r"[A-Z][a-z]{2} ([A-Z][a-z]{2}) (\d{2}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2}) (\d{4})")
+_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+
+
 def _parse_time(value: str) -> datetime | None:
-    for parse in (lambda v: datetime.strptime(v, "%a %b %d %H:%M:%S %z %Y"), datetime.fromisoformat):
-        try:
-            t = parse(value)
-        except ValueError:
-            continue
-        return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-    return None
+    """X's `Sat Dec 06 18:20:30 +0000 2025` (read by hand: strptime is most of an archive's parse time), or
+    ISO 8601; None for anything else."""
+    m = _X_TIME.fullmatch(value)
+    try:
+        if m:
+            month, day, hh, mm, ss, sign, tzh, tzm, year = m.groups()
+            offset = timedelta(hours=int(tzh), minutes=int(tzm)) * (-1 if sign == "-" else 1)
+            return datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss), tzinfo=timezone(offset))
+        t = datetime.fromisoformat(value)
+    except (KeyError, ValueError):
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def _json_type(value: object) -> str:
@@ -527,8 +536,9 @@ class ArchiveSource:
             raise MalformedImport(f"malformed archive: {self.path.name} has no data/tweets.js or data/tweet.js")
         posts: list[_ArchivePost] = []
         for name, text in files.tweets.items():
-            for i, item in enumerate(parse_ytd(text, _show(name))):
-                posts.append(archive_post(item, f"{_show(name)} item {i}", self.limits))
+            shown = _show(name)
+            for i, item in enumerate(parse_ytd(text, shown)):
+                posts.append(archive_post(item, f"{shown} item {i}", self.limits))
         if not posts:
             raise MalformedImport(f"{self.path.name} holds no posts (its tweet files are empty)")
         notes = [_note(item, f"{_show(name)} item {i}", self.limits)
