@@ -13,6 +13,11 @@ class SourceError(MimicbotError):
     """A post source could not be read: bad path, malformed archive, network failure."""
 
 
+class MalformedImport(SourceError):
+    """A file or archive given to import is damaged, too big, unsafe or not the expected shape. Nothing of it
+    was stored."""
+
+
 class UnknownAccount(SourceError):
     """The account does not exist on that network."""
 

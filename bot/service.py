@@ -22,7 +22,8 @@ from functools import cached_property
 from .cleaning import DEFAULT_PROMPT, clean_post
 from .config import Settings, load_settings
 from .errors import MimicbotError, NotEnoughData, UnknownAccount, ValidationError
-from .sources import looks_like_path, normalise_handle, open_source
+from .naming import parse_spec
+from .sources import normalise_handle, open_source
 from .sources.base import FetchResult, Source
 from .store import Store, utcnow
 from .training import jobs as job_queue
@@ -138,7 +139,7 @@ class Mimicbot:
         """The request for a model of up to three accounts. Each SOURCE names an account already stored
         (used as is) or is fetched first; nothing is stored unless every account has enough text
         (NotEnoughData otherwise). Hyperparameters left None take the recipe's defaults."""
-        specs = list(dict.fromkeys(s.strip() for s in sources if s.strip()))
+        specs = list(dict.fromkeys(parse_spec(s).spec for s in sources if s.strip()))  # a bad one fails first
         if not specs:
             raise ValidationError("name at least one account or source to train on")
         if len(specs) > MAX_ACCOUNTS:
@@ -180,11 +181,12 @@ class Mimicbot:
 
     def _stored_account(self, spec: str) -> dict | None:
         """The stored account a SOURCE names, if it names one without being read (a handle)."""
-        if looks_like_path(spec) or spec.startswith("mastodon:"):
-            return None
-        if spec.startswith("bsky:"):
-            return self.store.get_account("bsky", normalise_handle(spec[len("bsky:"):]))
-        found = self.store.find_accounts(normalise_handle(spec))
+        parsed = parse_spec(spec)
+        if parsed.path is not None or parsed.network == "discord":
+            return None  # a file is read again; a Discord user is refused when opened as a source
+        if parsed.network in ("bsky", "mastodon"):
+            return self.store.get_account(parsed.network, parsed.handle)
+        found = self.store.find_accounts(parsed.handle)
         return found[0] if found else None
 
     def submit(self, req: TrainRequest, requested_by: str = "cli", guild_id: int | None = None,

@@ -16,10 +16,7 @@ FACE_MAY_IMPORT = {"bot.service", "bot.errors", "bot.config", "bot.app", "bot.op
 # the CLI also starts and syncs the Discord face (`mimicbot run`, `mimicbot sync-commands`)
 CLI_MAY_IMPORT = {"bot.discord.face", "bot.discord.options"}
 # a Discord posting target implements the posting interface
-FACE_EDGES = {("bot.discord.target", "bot.posting.base"),
-              # TODO(12.1): until the one naming grammar lands, the converter uses the sources' parsers
-              ("bot.discord.converters", "bot.sources.base"), ("bot.discord.converters", "bot.sources.bluesky"),
-              ("bot.discord.converters", "bot.sources.mastodon")}
+FACE_EDGES = {("bot.discord.target", "bot.posting.base")}
 # the one edge from the core to the Discord face: a `discord:ID` posting target is built from its code, lazily
 CORE_TO_DISCORD = {("bot.posting.targets", "bot.discord.target")}
 

@@ -155,3 +155,128 @@ def test_a_handle_named_like_a_folder_stays_a_handle(settings, tmp_path):
     assert not isinstance(open_source("./data", settings), XApiSource)
     (tmp_path / "my-archive").mkdir()
     assert not isinstance(open_source("my-archive", settings), XApiSource)
+
+
+# -- long posts (note-tweet.js) and edited posts ---------------------------------------------------------------
+
+LONG = ("Every spring I promise the tomatoes a better trellis and every spring I build the same wobbly thing out of "
+        "garden canes and string, and then I stand there in the rain admiring it as if it were a cathedral. This "
+        "year the trellis has a name, a budget and a plan, and the plan is mostly to keep the snails away from it. "
+        "Wish me luck & send string.")
+NOTE_TIME = ("Sat Dec 06 18:20:30 +0000 2025", "2025-12-06T18:20:30.000Z")
+
+
+def _truncated(text: str) -> str:
+    """How tweets.js shows a long post: about 275 characters, an ellipsis, the link to the whole post."""
+    return text[:270].rstrip().replace("&", "&amp;") + "… https://t.co/AbCdEf123"
+
+
+def _note(text: str, created: str = NOTE_TIME[1], **extra) -> dict:
+    return {"noteTweet": {"noteTweetId": "9990001", "createdAt": created, "updatedAt": created,
+                          "lifecycle": {"value": "1", "name": "Active"},
+                          "core": {"text": text, "urls": [], "mentions": [], "hashtags": [], **extra.pop("core", {})},
+                          **extra}}
+
+
+def _edited(i: int, versions: list[int], text: str, first: bool) -> dict:
+    ids = [str(1000 + v) for v in versions]
+    info = ({"initial": {"editTweetIds": ids, "editableUntil": "2025-12-06T19:20:30.000Z", "editsRemaining": "4"}}
+            if first else {"edit": {"initialTweetId": ids[0], "editControlInitial": {"editTweetIds": ids}}})
+    return tweet(i, text, edit_info=info)
+
+
+def _long_and_edited_archive(tmp_path, notes: list[dict]):
+    items = [
+        tweet(1, _truncated(LONG), created_at=NOTE_TIME[0]),
+        tweet(2, "a plain post about the greenhouse door that sticks every single morning"),
+        _edited(3, [3, 4, 5], "first draft of a post about compost that had a typo in it", first=True),
+        _edited(4, [3, 4, 5], "second draft of a post about compost that still had a typo", first=False),
+        _edited(5, [3, 4, 5], "final version of a post about compost with no typos left", first=False),
+    ]
+    return write_archive_zip(tmp_path / "long.zip", {
+        "data/account.js": account_js("grower", "Grower"),
+        "data/tweets.js": ytd("tweets", items),
+        "data/note-tweet.js": ytd("note_tweet", notes),
+    })
+
+
+def test_long_posts_are_read_whole_and_edits_count_once(bot, tmp_path):
+    z = _long_and_edited_archive(tmp_path, [_note(LONG)])
+    source = bot.source(str(z))
+    result = source.read()
+    texts = {p.id: p.text for p in result.posts}
+    assert texts["1001"] == LONG  # the note's whole text, not the 270 characters and the link
+    assert sorted(texts) == ["1001", "1002", "1005"]  # the edit chain 1003 → 1004 → 1005 keeps its last version
+    assert texts["1005"].startswith("final version")
+    assert (source.notes_joined, source.edits_dropped) == (1, 2)
+    (rep,) = bot.fetch_blocking([str(z)])
+    assert rep.downloaded == 3 and rep.kept == 3
+    stored = {r["post_id"]: r["clean_text"] for r in bot.store.query("select post_id, clean_text from posts")}
+    assert stored["1001"].endswith("Wish me luck & send string.")  # statistics and cleaning see the whole post
+    from bot.cleaning import joined_chars
+
+    assert rep.chars == joined_chars(stored.values()) > len(LONG)
+
+
+def test_a_note_naming_its_post_joins_by_id_even_at_another_time(bot, tmp_path):
+    z = _long_and_edited_archive(tmp_path, [_note(LONG, "2020-01-01T00:00:00.000Z", tweetId="1001")])
+    assert {p.id: p.text for p in bot.source(str(z)).read().posts}["1001"] == LONG
+
+
+def test_a_note_joins_only_a_truncated_post_of_its_second(bot, tmp_path):
+    other_second = _note(LONG, "2025-12-06T18:20:40.000Z")  # ten seconds off: another post's note
+    z = _long_and_edited_archive(tmp_path, [other_second])
+    source = bot.source(str(z))
+    assert {p.id: p.text for p in source.read().posts}["1001"] == _truncated(LONG)
+    assert source.notes_joined == 0
+    # a post that is not cut (no ellipsis) is never replaced by a longer note that merely starts like it
+    items = [tweet(1, "Every spring I promise", created_at=NOTE_TIME[0])]
+    z2 = write_archive_zip(tmp_path / "short.zip", {"data/account.js": account_js("grower", "Grower"),
+                                                    "data/tweets.js": ytd("tweets", items),
+                                                    "data/note-tweet.js": ytd("note_tweet", [_note(LONG)])})
+    assert [p.text for p in bot.source(str(z2)).read().posts] == ["Every spring I promise"]
+
+
+# -- limits ----------------------------------------------------------------------------------------------------
+
+
+def test_an_import_reads_at_most_its_budget_and_member_count(tmp_path):
+    from bot.errors import MalformedImport
+    from bot.sources.files import ArchiveSource, ImportLimits, JsonlFileSource, TextFileSource
+
+    z = write_archive_zip(tmp_path / "big.zip", {"data/account.js": account_js("bob", "Bob"),
+                                                 "data/tweets.js": ytd("tweets", many_posts(20_000))})
+    assert len(ArchiveSource(z).read().posts) == 20_000  # about 2.5 MB: inside the default limits
+    with pytest.raises(MalformedImport, match=r"data/tweets.js declares 3 MB of text, more than an import reads \(1 MB in all"):
+        ArchiveSource(z, limits=ImportLimits(max_bytes=1 << 20)).read()
+    with pytest.raises(MalformedImport, match="2 entries, over the 1 an import reads"):
+        ArchiveSource(z, limits=ImportLimits(max_members=1)).read()
+    txt = tmp_path / "p.txt"
+    txt.write_text("short line\n" + "word " * 30 + "\n")
+    with pytest.raises(MalformedImport, match="line 2: a post of 150 characters; at most 100"):
+        TextFileSource(txt, "bob", ImportLimits(max_post_chars=100)).read()
+    jl = tmp_path / "p.jsonl"
+    jl.write_text(json.dumps({"text": "x" * 2000}) + "\n")
+    with pytest.raises(MalformedImport, match=r"^p.jsonl holds more text than an import reads \(1,000 bytes in all"):
+        JsonlFileSource(jl, "bob", ImportLimits(max_bytes=1000)).read()
+
+
+def test_a_pipe_is_refused_not_waited_on(bot, tmp_path):
+    import os
+
+    from bot.errors import MalformedImport
+
+    fifo = tmp_path / "posts.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(MalformedImport, match="not a regular file"):
+        bot.fetch_blocking([str(fifo)], handle="bob")
+
+
+def test_a_malformed_import_is_one_line_and_exit_2_through_the_cli(settings, monkeypatch, tmp_path):
+    monkeypatch.setenv("MIMICBOT_DATA_DIR", str(settings.data_dir))
+    bad = write_archive_zip(tmp_path / "evil.zip", {"data/account.js": account_js("eve", "Eve"),
+                                                    "../../data/tweets.js": ytd("tweets", many_posts(3))})
+    res = _cli("fetch", str(bad))
+    assert res.exit_code == 2
+    assert res.stderr.strip().count("\n") == 0 and "points outside the archive" in res.stderr
+    assert "Traceback" not in res.output

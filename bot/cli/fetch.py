@@ -25,7 +25,7 @@ def stats_table(reports: list[dict]) -> Table:
 def fetch(
     sources: list[str] = typer.Argument(..., help="@handle or handle (X API), an X archive (.zip, folder, tweets.js), "
                                         "a .txt or .jsonl file, bsky:HANDLE, mastodon:@user@instance"),
-    handle: str = typer.Option(None, "--handle", help="whose posts a .txt/.jsonl file (or an archive without account.js) holds"),
+    handle: str = typer.Option(None, "--handle", help="whose posts a .txt/.jsonl file (or an archive without account.js) holds: 1-30 letters, digits or _"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON list instead of the table"),
 ) -> None:
     """Collect and clean posts into the database; prints the model card's data table."""

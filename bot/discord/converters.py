@@ -10,37 +10,34 @@ import discord
 from discord import app_commands
 
 from ..errors import ValidationError
+from ..naming import parse_spec
 from ..service import MAX_ACCOUNTS
-from ..sources.base import normalise_handle
-from ..sources.bluesky import bluesky_handle
-from ..sources.mastodon import parse_acct
 
-_X_HANDLE = re.compile(r"^@?[A-Za-z0-9_]{1,30}$")
 _SPLIT = re.compile(r"[\s,]+")
 
 
 def parse_handles(text: str) -> list[str]:
     """`ada_bytes, @grace_gardens` → the service's source specs `["@ada_bytes", "@grace_gardens"]`.
 
-    One to three accounts, separated by commas or spaces: X-style handles (also the handles of imported
-    archives), `bsky:name.domain` or `mastodon:@user@instance` — the forms `mimicbot fetch` takes, checked by
-    the sources' own parsers. Anything else (paths, URLs) is refused: files are imported by an admin with
-    `mimicbot fetch`, then trained by handle."""
+    One to three accounts, separated by commas or spaces, in bot/naming.py's grammar without paths: handles
+    (also those of imported archives), `bsky:name.domain` or `mastodon:@user@instance`. Paths, URLs and
+    Discord users are refused: files are imported by an admin with `mimicbot fetch`, then trained by handle."""
     parts = [p for p in _SPLIT.split(text.strip()) if p]
     if not parts:
         raise ValidationError("name one to three accounts, e.g. `ada_bytes` or `ada_bytes,grace_gardens`")
     specs = []
     for part in parts:
-        if _X_HANDLE.match(part):
-            specs.append("@" + normalise_handle(part))
-        elif part.startswith("bsky:"):
-            specs.append("bsky:" + bluesky_handle(part[len("bsky:"):]))
-        elif part.startswith("mastodon:"):
-            user, instance = parse_acct(part[len("mastodon:"):])
-            specs.append(f"mastodon:@{user}@{instance}")
-        else:
-            raise ValidationError(f"{discord.utils.escape_markdown(part[:60])!r} is not an account handle; "
-                                  "use handles like `ada_bytes` (archives are imported with `mimicbot fetch`)")
+        try:
+            parsed = parse_spec(part, allow_paths=False)
+        except ValidationError:
+            if part.lower().startswith(("bsky:", "mastodon:", "discord:")):
+                raise  # the network's own grammar says what it expected
+            raise ValidationError(f"{discord.utils.escape_markdown(part[:60])!r} is not an account handle; use "
+                                  "handles like `ada_bytes` (archives are imported with `mimicbot fetch`)") from None
+        if parsed.network == "discord":
+            raise ValidationError(f"{parsed.spec} is a Discord user, not an account with posts; name their "
+                                  "X, Bluesky or Mastodon handle")
+        specs.append(parsed.spec)
     specs = list(dict.fromkeys(specs))
     if len(specs) > MAX_ACCOUNTS:
         raise ValidationError(f"a model learns from at most {MAX_ACCOUNTS} accounts; {len(specs)} were given")
@@ -52,7 +49,7 @@ def parse_handle(text: str) -> str:
     specs = parse_handles(text)
     if len(specs) != 1:
         raise ValidationError("name exactly one account")
-    return normalise_handle(specs[0].split(":", 1)[-1])
+    return parse_spec(specs[0], allow_paths=False).handle  # type: ignore[return-value]
 
 
 async def model_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

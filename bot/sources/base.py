@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..naming import normalise_handle  # noqa: F401  (one definition, in the naming grammar)
+
 
 @dataclass(frozen=True)
 class AccountInfo:
@@ -44,11 +46,3 @@ class Source(Protocol):
     label: str  # how the person named it: "@jack", "archive.zip", "bsky:alice.bsky.social"
 
     async def fetch(self, since_id: str | None = None) -> FetchResult: ...
-
-
-def normalise_handle(handle: str) -> str:
-    """The recipe's processing: strip, drop a leading @, lowercase."""
-    h = handle.strip()
-    if h.startswith("@"):
-        h = h[1:]
-    return h.strip().lower()

@@ -38,7 +38,6 @@ from atproto_client.exceptions import (
     UnauthorizedError,
 )
 from atproto_client.models.common import XrpcError
-from atproto_client.models.string_formats import DOMAIN_RE, MAX_HANDLE_LENGTH
 from atproto_client.request import AsyncRequest
 from atproto_core.exceptions import AtProtocolError
 
@@ -50,9 +49,9 @@ from ..errors import (
     ProtectedAccount,
     SourceError,
     UnknownAccount,
-    ValidationError,
 )
-from .base import AccountInfo, FetchResult, RawPost, normalise_handle
+from ..naming import bluesky_handle
+from .base import AccountInfo, FetchResult, RawPost
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +66,6 @@ RATE_LIMIT_MARGIN = 1.0  # seconds past `ratelimit-reset` before trying again
 RATE_LIMIT_FALLBACK = 60.0  # when a 429 says nothing about its reset
 _GONE = {"AccountTakedown": "suspended", "AccountDeactivated": "deactivated", "AccountSuspended": "suspended"}
 NO_LOGGED_OUT_VIEWERS = "!no-unauthenticated"  # a self-label: "do not show my posts to logged-out viewers"
-
-
-def bluesky_handle(spec: str) -> str:
-    """`@Alice.bsky.social` → `alice.bsky.social`; a ValidationError for anything that is not a handle."""
-    handle = normalise_handle(spec)
-    if len(handle) > MAX_HANDLE_LENGTH or not DOMAIN_RE.match(handle):  # a handle is a domain name
-        raise ValidationError(
-            f"{spec.strip()!r} is not a Bluesky handle: expected a domain name such as bsky:alice.bsky.social"
-        )
-    return handle
 
 
 def bsky_client(base_url: str, timeout: float = DEFAULT_TIMEOUT, *, setting: str) -> AsyncClient:

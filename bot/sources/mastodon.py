@@ -49,8 +49,8 @@ from ..errors import (
     ProtectedAccount,
     SourceError,
     UnknownAccount,
-    ValidationError,
 )
+from ..naming import parse_acct
 from .base import AccountInfo, FetchResult, RawPost
 
 log = logging.getLogger(__name__)
@@ -64,19 +64,6 @@ DEFAULT_TIMEOUT = 30.0
 RATE_LIMIT_MARGIN = 1.0
 RATE_LIMIT_FALLBACK = 60.0
 READABLE = ("public", "unlisted")
-_ACCT = re.compile(
-    r"^@?(?P<user>[a-z0-9_]+(?:[a-z0-9_.-]*[a-z0-9_])?)"
-    r"@(?P<instance>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+)$"
-)
-
-
-def parse_acct(spec: str) -> tuple[str, str]:
-    """`@Alice@Example.social` → ("alice", "example.social"); a ValidationError for anything else."""
-    match = _ACCT.match(spec.strip().lower())
-    if not match:
-        raise ValidationError(f"{spec.strip()!r} is not a Mastodon account: expected mastodon:@user@instance, "
-                              "e.g. mastodon:@alice@mastodon.social")
-    return match["user"], match["instance"]
 
 
 def api_base_for(settings: Settings, instance: str) -> tuple[str, str | None]:
