@@ -15,7 +15,8 @@ from bot.posting.mastodon import MastodonTarget, mastodon_length
 from bot.posting.targets import build_target
 from bot.service import Mimicbot
 from bot.sources import open_source
-from bot.sources.mastodon import TIMELINE_CAP, MastodonSource, api_base_for, html_to_text
+from bot.networks.mastodon import api_base_for
+from bot.sources.mastodon import TIMELINE_CAP, MastodonSource, html_to_text
 from tests.fakes.mastodon_server import TOKEN, FakeMastodon, mastodon_settings
 
 STATUSES = "/api/v1/accounts/{}/statuses"

@@ -10,7 +10,10 @@ import pytest
 
 from bot.errors import AuthError, ConfigError, ProtectedAccount, SourceError, UnknownAccount
 from bot.sources import open_source
-from bot.sources.x_api import TIMELINE_CAP, XApiSource, x_client
+from bot.networks.base import RATE_LIMIT_MARGIN
+from bot.networks.x import x_client
+from bot.sources.base import TIMELINE_CAP
+from bot.sources.x_api import XApiSource
 from tests.fakes.x_server import FakeXServer, settings_for
 
 TIMELINE = "/2/users/\\d+/tweets"
@@ -115,8 +118,8 @@ async def test_rate_limit_waits_for_reset_without_blocking_the_loop(x_server, tm
 
     assert len(result.posts) == 150
     assert len(waits) == 1
-    assert 0 < waits[0] <= 1 + source.rate_limit_margin + (time.time() - asked)  # until reset, not longer
-    assert waits[0] >= source.rate_limit_margin
+    assert 0 < waits[0] <= 1 + RATE_LIMIT_MARGIN + (time.time() - asked)  # until reset, not longer
+    assert waits[0] >= RATE_LIMIT_MARGIN
     assert state["ticks_while_waiting"] >= 5  # another task ran during the wait
     lookups = x_server.requests_to("/2/users/by/username/jack")
     assert len(lookups) == 2  # refused, then retried

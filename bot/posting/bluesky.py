@@ -27,7 +27,8 @@ from atproto_client.client.session import Session, SessionEvent
 
 from ..config import Settings
 from ..errors import AuthError
-from ..sources.bluesky import DEFAULT_TIMEOUT, BlueskyCaller, Sleep, bsky_client
+from ..networks.base import DEFAULT_TIMEOUT, Sleep
+from ..networks.bluesky import BlueskyCaller, bsky_client
 from .base import DeliveryUnknown, TargetError
 from .text import graphemes
 

@@ -16,7 +16,8 @@ from mastodon import Mastodon
 
 from ..config import Settings
 from ..errors import AuthError
-from ..sources.mastodon import DEFAULT_TIMEOUT, MastodonCaller, Sleep, mastodon_client
+from ..networks.base import DEFAULT_TIMEOUT, Sleep
+from ..networks.mastodon import MastodonCaller, mastodon_client
 from .base import DeliveryUnknown, TargetError
 from .text import graphemes
 
@@ -47,8 +48,8 @@ class MastodonTarget:
                             "scope write:statuses)")
         self.visibility = settings.mastodon_visibility
         self.client: Mastodon = mastodon_client(settings.mastodon_api_base.strip().rstrip("/"), token, timeout)
-        self.call = MastodonCaller(self.client, error=TargetError, unknown=DeliveryUnknown, sleep=sleep,
-                                   max_wait=max_rate_limit_wait)
+        self.call = MastodonCaller(self.client, error=TargetError, unknown=DeliveryUnknown, refused=TargetError,
+                                   sleep=sleep, max_wait=max_rate_limit_wait)
         self._lock = asyncio.Lock()  # one requests session: one call at a time
 
     def length(self, text: str) -> int:
@@ -62,9 +63,6 @@ class MastodonTarget:
             raise TargetError(f"too long for Mastodon: {self.length(text)} characters, {self.max_length} allowed")
         what = f"a status ({self.visibility})" + (f" replying to {reply_to}" if reply_to else "")
         async with self._lock:
-            try:
-                status = await self.call("status_post", text, in_reply_to_id=reply_to, visibility=self.visibility,
-                                         idempotency_key=uuid.uuid4().hex, publishing=True, what=what)
-            except AuthError as e:
-                raise TargetError(str(e)) from None  # a refused token: certainly not posted
+            status = await self.call("status_post", text, in_reply_to_id=reply_to, visibility=self.visibility,
+                                     idempotency_key=uuid.uuid4().hex, publishing=True, what=what)
         return str(status["id"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+TIMELINE_CAP = 3200  # posts read from one account at most: X's API never serves more; Bluesky, Mastodon alike
+
 
 @dataclass(frozen=True)
 class AccountInfo:

@@ -1,0 +1,117 @@
+"""Secrets never leave the process in text: one redactor for logs, errors, and whatever is stored.
+
+`Redactor.for_settings(settings)` knows every secret setting that is set (each `SecretStr` field of Settings:
+the X keys and tokens, the Bluesky app password, the Mastodon token, the Discord token, the W&B key, the HF
+token). It replaces each with `***` in any text, in every form a secret takes on its way through HTTP and
+JSON: as is, URL-encoded (once and twice, `%20` and `+` for spaces), and JSON-escaped (once and twice). It
+also hides what looks like a credential whatever its value: the rest of an `Authorization:` header or a
+`Bearer ...` token, a JWT (a Bluesky session), `oauth_signature=...`.
+
+Building a Redactor from settings also registers its secrets with the process (`register`), so `redact(text)`
+— used by the network callers (bot/networks) for every error text coming from the network, by the log
+formatters, the posting ledger, the job records and the hub push — knows every secret any part of the process
+has been configured with, even where no Settings object is at hand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+from pydantic import SecretStr
+
+MIN_SECRET_LEN = 4  # shorter values would redact ordinary words
+MASK = "***"
+
+# What looks like a credential, whatever its value (group 1 is kept, the rest masked).
+_SHAPES = [
+    re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(?:[A-Za-z]+ )?[^\s'\",}]+"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/=]{8,}"),
+    re.compile(r"()\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),  # a JWT
+    re.compile(r"(?i)(oauth_(?:signature|token|consumer_key)[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,]+"),
+]
+
+
+def forms(secret: str) -> set[str]:
+    """`secret` as it may appear in a request echoed back: raw, URL-encoded (once, twice), JSON-escaped."""
+    out = {secret}
+    for once in (quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret)):
+        out |= {once, quote(once, safe=""), quote_plus(once, safe="")}
+    for text in list(out):
+        escaped = json.dumps(text)[1:-1]
+        out |= {escaped, json.dumps(escaped)[1:-1], json.dumps(text, ensure_ascii=True)[1:-1]}
+    return {f for f in out if len(f) >= MIN_SECRET_LEN}
+
+
+class Redactor:
+    """Replaces each secret, in each of its forms, and each credential-shaped run with `***`."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        self.secrets = {s for s in secrets if s and len(s) >= MIN_SECRET_LEN}
+        variants = set().union(*(forms(s) for s in self.secrets)) if self.secrets else set()
+        # longest first, so that a secret (or form) containing another is replaced whole
+        self._variants = sorted(variants, key=len, reverse=True)
+
+    @classmethod
+    def for_settings(cls, settings) -> Redactor:
+        """Every SecretStr setting that is set; registered with the process as well."""
+        values = (getattr(settings, name, None) for name in type(settings).model_fields)
+        secrets = [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
+        register(secrets)
+        return cls(secrets)
+
+    def __call__(self, text: str) -> str:
+        if not text:
+            return text
+        for secret in self._variants:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        for shape in _SHAPES:
+            text = shape.sub(lambda m: m.group(1) + MASK, text)
+        return text
+
+
+# -- the process's secrets -----------------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_known: set[str] = set()
+_process = Redactor()
+
+
+def register(secrets: Iterable[str | None]) -> None:
+    """Add secrets to those `redact()` hides (each client registers the credentials it is given)."""
+    global _process
+    new = {s for s in secrets if s and len(s) >= MIN_SECRET_LEN} - _known
+    if not new:
+        return
+    with _lock:
+        _known.update(new)
+        _process = Redactor(_known)
+
+
+def redact(text: str) -> str:
+    """`text` without any secret this process knows of (see the module docstring)."""
+    return _process(text) if isinstance(text, str) else text
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts the records of a logger before any handler sees them (for libraries that log each request at
+    DEBUG, credentials included: tweepy, requests-oauthlib, oauthlib)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+CHATTY_LOGGERS = ("tweepy.client", "tweepy.asynchronous.client", "requests_oauthlib.oauth1_auth",
+                  "oauthlib.oauth1.rfc5849", "httpx", "urllib3.connectionpool")
+_filter = RedactingFilter()
+for _name in CHATTY_LOGGERS:
+    logging.getLogger(_name).addFilter(_filter)
