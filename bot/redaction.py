@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import threading
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
@@ -96,6 +97,51 @@ def register(secrets: Iterable[str | None]) -> None:
 def redact(text: str) -> str:
     """`text` without any secret this process knows of (see the module docstring)."""
     return _process(text) if isinstance(text, str) else text
+
+
+def redacted(error: BaseException) -> BaseException:
+    """`error` with every known secret taken out of its message (an error made of one text argument)."""
+    if len(error.args) == 1 and isinstance(error.args[0], str):
+        clean = redact(error.args[0])
+        if clean != error.args[0]:
+            error.args = (clean,)
+    return error
+
+
+class RedactingStream:
+    """A text stream that redacts what is written to it, then passes it on (`sys.stdout`, `sys.stderr`)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def redact_output(settings=None) -> None:
+    """Route this process's `sys.stdout` and `sys.stderr` through the redactor (the CLI, a training child).
+    With `settings`, their secrets are registered; without, those of the environment and .env when they load."""
+    if settings is None:
+        try:
+            from .config import Settings
+
+            settings = Settings()
+        except Exception:  # noqa: BLE001 - a bad setting is reported by the command that reads it
+            settings = None
+    if settings is not None:
+        Redactor.for_settings(settings)
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, RedactingStream):
+            setattr(sys, name, RedactingStream(stream))
 
 
 class RedactingFilter(logging.Filter):

@@ -28,7 +28,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 from ..errors import ConfigError, MimicbotError, SourceError
-from ..redaction import redact
+from ..redaction import redact, redacted
 
 log = logging.getLogger(__name__)
 
@@ -152,15 +152,6 @@ class Caller:
                 log.warning("%s rate limit reached (%s); waiting %.0f s for it to reset", self.network, what, wait)
                 await self.sleep(wait)
         raise AssertionError("unreachable")
-
-
-def redacted(error: BaseException) -> BaseException:
-    """`error` with every known secret taken out of its message (an error made of one text argument)."""
-    if len(error.args) == 1 and isinstance(error.args[0], str):
-        clean = redact(error.args[0])
-        if clean != error.args[0]:
-            error.args = (clean,)
-    return error
 
 
 def describe(e: BaseException) -> str:
