@@ -3,8 +3,8 @@
 `Redactor.for_settings(settings)` knows every secret setting that is set (each `SecretStr` field of Settings:
 the X keys and tokens, the Bluesky app password, the Mastodon token, the Discord token, the W&B key, the HF
 token). It replaces each with `***` in any text, in every form a secret takes on its way through HTTP and
-JSON: as is, URL-encoded (once and twice, `%20` and `+` for spaces), and JSON-escaped (once and twice). It
-also hides what looks like a credential whatever its value: the rest of an `Authorization:` header or a
+JSON: as is, URL-encoded (`%20` and `+` for spaces), JSON-escaped, and any stack of those (an echoed request
+inside a JSON error body, URL-encoded twice by a proxy: see `secret_pattern`). It also hides what looks like a credential whatever its value: the rest of an `Authorization:` header or a
 `Bearer ...` token, a JWT (a Bluesky session), `oauth_signature=...`.
 
 Building a Redactor from settings also registers its secrets with the process (`register`), so `redact(text)`
@@ -21,7 +21,6 @@ import re
 import sys
 import threading
 from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
 
 from pydantic import SecretStr
 
@@ -37,25 +36,43 @@ _SHAPES = [
 ]
 
 
-def forms(secret: str) -> set[str]:
-    """`secret` as it may appear in a request echoed back: raw, URL-encoded (once, twice), JSON-escaped."""
-    out = {secret}
-    for once in (quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret)):
-        out |= {once, quote(once, safe=""), quote_plus(once, safe="")}
-    for text in list(out):
-        escaped = json.dumps(text)[1:-1]
-        out |= {escaped, json.dumps(escaped)[1:-1], json.dumps(text, ensure_ascii=True)[1:-1]}
-    return {f for f in out if len(f) >= MIN_SECRET_LEN}
+_BACKSLASHES = r"(?:\\|%(?:25)*5C)*"  # JSON escapes before a character, themselves URL-encoded or not
+
+
+def _char(c: str) -> str:
+    """A regex for one character of a secret in any stack of URL and JSON encodings: letters, digits and
+    `-._~` are never encoded; any other character may be itself, percent-encoded (`%22`, `%2522`, ...),
+    `+` for a space, or a JSON `\\u0022`, each behind JSON escapes (`\\"`, `%5C%22`, ...)."""
+    if c.isascii() and (c.isalnum() or c in "-._~"):
+        return re.escape(c)
+    alternatives = [re.escape(c), "".join(f"%(?:25)*{byte:02X}" for byte in c.encode("utf-8"))]
+    if c == " ":
+        alternatives.append(r"\+")
+    if ord(c) < 0x10000:
+        alternatives.append(rf"(?:\\|%(?:25)*5C)u{ord(c):04X}")
+    return _BACKSLASHES + "(?:" + "|".join(alternatives) + ")"
+
+
+def secret_pattern(secret: str) -> re.Pattern:
+    """Matches `secret` raw, URL-encoded, JSON-escaped, and any stack of those (an echoed request's header
+    inside a JSON error body, URL-encoded twice by a proxy...): each encoding keeps letters and digits as they
+    are and only spells the other characters differently."""
+    return re.compile("".join(_char(c) for c in secret), re.IGNORECASE)
+
+
+def _anchor(secret: str) -> str:
+    """The longest run of letters and digits in `secret`: every encoded form contains it (a cheap pre-check)."""
+    runs = re.findall(r"[A-Za-z0-9]+", secret)
+    return max(runs, key=len).lower() if runs else ""
 
 
 class Redactor:
-    """Replaces each secret, in each of its forms, and each credential-shaped run with `***`."""
+    """Replaces each secret, in each of its encoded forms, and each credential-shaped run with `***`."""
 
     def __init__(self, secrets: Iterable[str] = ()):
         self.secrets = {s for s in secrets if s and len(s) >= MIN_SECRET_LEN}
-        variants = set().union(*(forms(s) for s in self.secrets)) if self.secrets else set()
-        # longest first, so that a secret (or form) containing another is replaced whole
-        self._variants = sorted(variants, key=len, reverse=True)
+        # longest first, so that a secret containing another is replaced whole
+        self._patterns = [(_anchor(s), secret_pattern(s)) for s in sorted(self.secrets, key=len, reverse=True)]
 
     @classmethod
     def for_settings(cls, settings) -> Redactor:
@@ -68,9 +85,10 @@ class Redactor:
     def __call__(self, text: str) -> str:
         if not text:
             return text
-        for secret in self._variants:
-            if secret in text:
-                text = text.replace(secret, MASK)
+        lowered = text.lower()
+        for anchor, pattern in self._patterns:
+            if anchor in lowered:
+                text = pattern.sub(MASK, text)
         for shape in _SHAPES:
             text = shape.sub(lambda m: m.group(1) + MASK, text)
         return text

@@ -44,7 +44,9 @@ def xrpc_error(error: RequestErrorBase) -> tuple[str, str]:
     """(error name, message) of an XRPC error answer, e.g. ("InvalidRequest", "Profile not found")."""
     content = error.response.content if error.response is not None else None
     if isinstance(content, XrpcError):
-        return content.error or "", redact(content.message or "")
+        return redact(content.error or ""), redact(content.message or "")
+    if isinstance(content, dict) and ("error" in content or "message" in content):  # not quite XRPC's shape
+        return redact(str(content.get("error") or "")), redact(str(content.get("message") or ""))
     status = error.response.status_code if error.response is not None else "no answer"
     return f"HTTP {status}", ""
 

@@ -27,7 +27,7 @@ from urllib3.exceptions import NewConnectionError
 
 from ..config import Settings
 from ..errors import AuthError, MimicbotError
-from ..redaction import redact
+from ..redaction import redact, register
 from .base import DEFAULT_TIMEOUT, Caller, chain, http_base, root_cause
 
 
@@ -41,6 +41,7 @@ def api_base_for(settings: Settings, instance: str) -> tuple[str, str | None]:
 def mastodon_client(api_base: str, token: str | None, timeout: float = DEFAULT_TIMEOUT) -> Mastodon:
     """A Mastodon.py client that raises on a 429 (we wait asynchronously) instead of sleeping in its thread."""
     base = http_base(api_base, "MASTODON_API_BASE", "https://mastodon.social")
+    register([token])  # an upstream may echo it: the caller's error text is redacted
     return Mastodon(api_base_url=base, access_token=token, ratelimit_method="throw", request_timeout=timeout,
                     session=requests.Session(), user_agent="mimicbot")
 

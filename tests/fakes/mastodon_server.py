@@ -6,6 +6,7 @@ shapes, snowflake ids, `Link` pagination headers, `{"error": ...}` answers and X
     server.add_status("alice", "<p>hello</p>", visibility="public", reply_to=None, reblog_of=None)
     server.rate_limit(1, reset_in=30, path="/api/v1/statuses")       # 429 with an ISO 8601 X-RateLimit-Reset
     server.hold() / server.release()                                 # the next request waits for release()
+    server.fail(1, status=500, echo=True)                            # 500, the body echoing the request
     server.calls("/api/v1/statuses")                                 # what was asked, in order
 
 Endpoints: GET /api/v1/accounts/lookup?acct, /api/v1/accounts/search?q&resolve&limit (resolve needs a token),
@@ -161,6 +162,8 @@ class FakeMastodon(LocalServer):
     ]
 
     def handle(self, method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, Any]:
+        if failed := self.take_failure(method, url, headers, body):
+            return failed[0], {}, failed[1]
         parts = urlsplit(url)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "")

@@ -9,6 +9,7 @@ status codes and rate-limit headers, and it returns only the fields a request as
     server.add_tweet("jack", "hello", kind="reply")       # kind: None, "retweet", "reply" or "quote"
     server.rate_limit(2, reset_in=1)                      # the next 2 requests get 429 + x-rate-limit-reset
     server.stall(1, seconds=2)                            # the next request answers after 2 s
+    server.fail(1, status=500, echo=True)                 # the next request: 500, its body echoing the request
     server.requests[-1].query["since_id"]                 # what was asked (Authorization left out)
 
 Endpoints:
@@ -208,6 +209,8 @@ class FakeXServer(LocalServer):
 
     def handle(self, method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, dict]:
         """One HTTP request → (status, extra headers, JSON body)."""
+        if failed := self.take_failure(method, url, headers, body):
+            return failed[0], {}, failed[1]
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         payload = json.loads(body) if body else None
