@@ -365,3 +365,67 @@ async def test_no_answer_to_a_post_is_delivery_unknown(mastodon_server, tmp_path
     finally:
         mastodon_server.release()
 
+
+
+# -- content warnings ------------------------------------------------------------------------------------------
+
+
+def _seed_cw(server: FakeMastodon) -> None:
+    server.add_account("alice", display_name="Alice")
+    server.add_status("alice", "<p>an ordinary status about the garden today</p>")
+    server.add_status("alice", "<p>the ending of the film, in detail, every twist</p>", spoiler_text="film spoilers")
+    server.add_status("alice", "<p>a long and heavy story about the news</p>", spoiler_text="news, heavy")
+    server.add_status("alice", "<p>another plain status about the weather here</p>")
+
+
+async def test_statuses_behind_a_content_warning_are_skipped_and_counted(mastodon_server, tmp_path):
+    _seed_cw(mastodon_server)
+    bot = Mimicbot(mastodon_settings(mastodon_server, tmp_path))
+    try:
+        (report,) = await bot.fetch(["mastodon:" + ALICE])
+        texts = [r["raw_text"] for r in bot.store.query("select raw_text from posts")]
+    finally:
+        bot.close()
+    assert report.downloaded == 4 and report.kept == 2 and report.short == 2  # counted with the short ones
+    assert "2 statuses behind a content warning skipped" in report.warning
+    assert not any("film" in t or "news" in t for t in texts)  # neither stored nor trained on
+
+
+async def test_a_setting_includes_statuses_behind_a_content_warning(mastodon_server, tmp_path):
+    _seed_cw(mastodon_server)
+    bot = Mimicbot(mastodon_settings(mastodon_server, tmp_path, mimicbot_mastodon_include_cw=True))
+    try:
+        (report,) = await bot.fetch(["mastodon:" + ALICE])
+    finally:
+        bot.close()
+    assert report.downloaded == report.kept == 4 and report.short == 0
+    assert "content warning" not in (report.warning or "")
+
+
+async def test_the_target_sets_a_content_warning(mastodon_server, tmp_path):
+    settings = mastodon_settings(mastodon_server, tmp_path)
+    plain = await MastodonTarget(settings).send("no warning on this one")
+    warned = await build_target("mastodon", settings, content_warning="cats, loudly").send("MEOW")
+    by_default = await MastodonTarget(mastodon_settings(mastodon_server, tmp_path,
+                                                        mimicbot_mastodon_cw="bot talk")).send("hello")
+    statuses = {s["id"]: s for s in mastodon_server.statuses}
+    assert statuses[plain]["spoiler_text"] == ""
+    assert statuses[warned]["spoiler_text"] == "cats, loudly" and statuses[warned]["sensitive"]
+    assert statuses[by_default]["spoiler_text"] == "bot talk"
+    assert mastodon_server.calls("/api/v1/statuses")[1].body["spoiler_text"] == "cats, loudly"
+
+
+async def test_the_content_warning_counts_towards_the_length(mastodon_server, tmp_path):
+    target = MastodonTarget(mastodon_settings(mastodon_server, tmp_path), content_warning="w" * 20)
+    assert target.length("x" * 480) == 500
+    with pytest.raises(TargetError, match="too long for Mastodon: 501 characters \\(the content warning included"):
+        await target.send("x" * 481)
+    assert mastodon_server.calls("/api/v1/statuses") == []
+
+
+def test_a_content_warning_is_for_mastodon_only(mastodon_server, tmp_path):
+    settings = mastodon_settings(mastodon_server, tmp_path)
+    with pytest.raises(ValidationError, match="content warning .* Mastodon only"):
+        build_target("x", settings, content_warning="hmm")
+    with pytest.raises(ValidationError, match="content warning is 500 characters"):
+        MastodonTarget(settings, content_warning="w" * 500)

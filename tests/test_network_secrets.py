@@ -288,7 +288,7 @@ def test_no_secret_reaches_cli_output_logs_or_database(tmp_path, values, trained
 
     for args, run in runs:
         assert leaks(run.stdout + run.stderr, values) == [], (args, run.stdout, run.stderr)
-        if args[0] in ("fetch", "post", "models"):
+        if "--help" not in args:
             assert run.returncode != 0, (args, run.stdout, run.stderr)  # each one failed, as provoked
     shown = "".join(run.stderr for _, run in runs)
     assert "upstream echo" in shown  # the upstream's words did reach the person, without the secrets

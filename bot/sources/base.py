@@ -38,6 +38,7 @@ class FetchResult:
     account: AccountInfo
     posts: list[RawPost] = field(default_factory=list)
     cursor: str | None = None  # newest post id seen (since_id for the next fetch)
+    note: str | None = None  # what a person should know about this read (e.g. posts skipped, and why)
 
 
 class Source(Protocol):

@@ -9,6 +9,10 @@ Statuses come from `accounts/:id/statuses`, 40 a page, newest first, at most 3,2
 pages back with `max_id`; a later one pages forward from the stored newest id with `min_id`, so nothing
 between two fetches is skipped. Boosts come back as RawPosts with `is_retweet=True` (dropped by cleaning,
 counted). Only public and unlisted statuses are kept: a followers-only post is not for a public imitation.
+A status behind a content warning (`spoiler_text`) is skipped by default — its text is neither stored nor
+trained on, and the card counts it with the short posts (its text is empty); the fetch reports how many were
+skipped. MIMICBOT_MASTODON_INCLUDE_CW=true reads them like any other (it applies to statuses fetched from then
+on: one already stored stays as it was read).
 
 A status's HTML becomes text with a real HTML parser: paragraphs become blank lines, `<br>` a newline, links
 their text (the full URL, which cleaning then removes, as it does X's links), entities are unescaped, and the
@@ -119,6 +123,7 @@ class MastodonSource:
         self.handle = f"{self.user}@{self.instance}"
         self.label = f"mastodon:@{self.handle}"
         self.api_base, self._token = api_base_for(settings, self.instance)
+        self.include_cw = settings.mimicbot_mastodon_include_cw
         self.timeout = timeout
         self._sleep, self._max_wait = sleep, max_rate_limit_wait
 
@@ -131,8 +136,14 @@ class MastodonSource:
         finally:
             client.session.close()
         ids = [str(s["id"]) for s in statuses] + ([since_id] if since_id else [])
-        posts = [raw_post(s) for s in statuses if s.get("visibility", "public") in READABLE]
-        return FetchResult(account=account, posts=posts, cursor=max(ids, key=_id_order) if ids else None)
+        readable = [s for s in statuses if s.get("visibility", "public") in READABLE]
+        posts = [raw_post(s, include_cw=self.include_cw) for s in readable]
+        hidden = sum(1 for s in readable if behind_cw(s))
+        note = None
+        if hidden and not self.include_cw:
+            note = (f"{hidden:,} status{'es' if hidden != 1 else ''} behind a content warning skipped (counted "
+                    "with the short ones; MIMICBOT_MASTODON_INCLUDE_CW=true trains on them)")
+        return FetchResult(account=account, posts=posts, cursor=max(ids, key=_id_order) if ids else None, note=note)
 
     async def _account(self, call: MastodonCaller) -> AccountInfo:
         def missing() -> UnknownAccount:
@@ -175,12 +186,20 @@ class MastodonSource:
         return statuses
 
 
-def raw_post(status) -> RawPost:
+def behind_cw(status) -> bool:
+    """A status of the account's own (not a boost) with a content warning (`spoiler_text`)."""
+    return status.get("reblog") is None and bool((status.get("spoiler_text") or "").strip())
+
+
+def raw_post(status, *, include_cw: bool = False) -> RawPost:
+    """A status as a RawPost. One behind a content warning keeps no text unless `include_cw`: cleaning then
+    counts it as short and nothing of it is stored or trained on."""
     boosted = status.get("reblog")
     shown = boosted or status
+    hidden = behind_cw(status) and not include_cw
     return RawPost(
         id=str(status["id"]),
-        text=html_to_text(shown.get("content")),
+        text="" if hidden else html_to_text(shown.get("content")),
         created_at=_utc(status.get("created_at")),
         is_retweet=boosted is not None,
         is_reply=status.get("in_reply_to_id") is not None,
