@@ -3,7 +3,7 @@ without blocking the event loop and turns the network's errors into ours (bot/er
 TargetError / DeliveryUnknown).
 
 The wait comes from the answer's own headers, whichever the network sends:
-- `x-rate-limit-reset` (X: epoch seconds; Mastodon: an ISO 8601 time),
+- `x-rate-limit-reset` (X: epoch seconds) and `X-RateLimit-Reset` (Mastodon: an ISO 8601 time),
 - `ratelimit-reset` (Bluesky: epoch seconds; the IETF draft's form, seconds from now, is read too),
 - `Retry-After` (seconds, or an HTTP date),
 plus a margin of RATE_LIMIT_MARGIN; RATE_LIMIT_FALLBACK when none is there. A wait longer than the caller's
@@ -40,7 +40,7 @@ RATE_LIMIT_MARGIN = 1.0  # seconds past the announced reset before trying again
 RATE_LIMIT_FALLBACK = 60.0  # when a 429 says nothing about its reset
 MAX_RATE_LIMIT_WAITS = 3  # consecutive 429s waited out before giving up
 MAX_RATE_LIMIT_WAIT = 15 * 60.0  # a longer wait is not waited: the call fails saying when to retry
-RESET_HEADERS = ("x-rate-limit-reset", "ratelimit-reset")
+RESET_HEADERS = ("x-rate-limit-reset", "x-ratelimit-reset", "ratelimit-reset")
 _EPOCH_FLOOR = 1_000_000_000  # a reset value below this is a number of seconds from now, not a time
 
 
