@@ -4,8 +4,9 @@
 the X keys and tokens, the Bluesky app password, the Mastodon token, the Discord token, the W&B key, the HF
 token). It replaces each with `***` in any text, in every form a secret takes on its way through HTTP and
 JSON: as is, URL-encoded (`%20` and `+` for spaces), JSON-escaped, and any stack of those (an echoed request
-inside a JSON error body, URL-encoded twice by a proxy: see `secret_pattern`). It also hides what looks like a credential whatever its value: the rest of an `Authorization:` header or a
-`Bearer ...` token, a JWT (a Bluesky session), `oauth_signature=...`.
+inside a JSON error body, URL-encoded twice by a proxy: see `secret_pattern`). It also hides what looks like
+a credential whatever its value: the rest of an `Authorization:` header or a `Bearer ...` token, a JWT (a
+Bluesky session), `oauth_signature=...`.
 
 Building a Redactor from settings also registers its secrets with the process (`register`), so `redact(text)`
 — used by the network callers (bot/networks) for every error text coming from the network, by the log
@@ -15,7 +16,6 @@ has been configured with, even where no Settings object is at hand.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys

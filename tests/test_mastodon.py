@@ -429,3 +429,24 @@ def test_a_content_warning_is_for_mastodon_only(mastodon_server, tmp_path):
         build_target("x", settings, content_warning="hmm")
     with pytest.raises(ValidationError, match="content warning is 500 characters"):
         MastodonTarget(settings, content_warning="w" * 500)
+
+
+@pytest.mark.slow
+def test_cli_post_takes_a_content_warning(mastodon_server, tmp_path, monkeypatch, trained_models):
+    from bot.cli import _register, app
+
+    models_dir, model_id = trained_models
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"MIMICBOT_DATA_DIR": tmp_path / "data", "MIMICBOT_MODELS_DIR": models_dir,
+                        "MASTODON_API_BASE": mastodon_server.url, "MASTODON_ACCESS_TOKEN": TOKEN,
+                        "MIMICBOT_POST_CANDIDATES": 2}.items():
+        monkeypatch.setenv(name, str(value))
+    _register()
+    result = CliRunner().invoke(app, ["post", model_id, "--to", "mastodon", "--cw", "bot talk", "--json"])
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["status"] == "sent"
+    status = next(s for s in mastodon_server.statuses if s["id"] == outcome["remote_id"])
+    assert status["spoiler_text"] == "bot talk"
+    refused = CliRunner().invoke(app, ["post", model_id, "--to", "x", "--cw", "bot talk"])
+    assert refused.exit_code == 2 and "Mastodon only" in refused.output

@@ -11,7 +11,6 @@ exception text (the whole formatted traceback), log records, the CLI's stdout an
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import sqlite3
@@ -82,7 +81,8 @@ def test_every_encoded_form_of_a_secret_is_redacted():
     json_once = dumps(secret)[1:-1]
     url_once = quote(secret, safe="")
     samples = [secret, url_once, quote(url_once, safe=""), quote(secret), quote_plus(secret), json_once,
-               dumps(json_once)[1:-1], quote(json_once, safe=""), quote(quote(dumps(json_once)[1:-1], safe=""), safe=""),
+               dumps(json_once)[1:-1], quote(json_once, safe=""),
+               quote(quote(dumps(json_once)[1:-1], safe=""), safe=""),  # four layers
                dumps(secret, ensure_ascii=True)[1:-1].replace('\\"', "\\u0022"), url_once.lower()]
     for sample in samples:
         assert redactor(f"before {sample} after") == f"before {MASK} after", sample

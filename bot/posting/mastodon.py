@@ -5,8 +5,8 @@ A content warning (`spoiler_text`) goes on every post when MIMICBOT_MASTODON_CW 
 `mimicbot post --to mastodon --cw TEXT` (which wins over the setting).
 
 Length is counted as Mastodon's StatusLengthValidator counts it: grapheme clusters, every URL as 23, and a
-mention of `@user@domain` as `@user`; the content warning counts towards the same 500. Each send carries an Idempotency-Key, so a retry after a rate-limit wait
-can never publish the same post twice.
+mention of `@user@domain` as `@user`; the content warning counts towards the same 500. Each send carries an
+Idempotency-Key, so a retry after a rate-limit wait can never publish the same post twice.
 """
 
 from __future__ import annotations

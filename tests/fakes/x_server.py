@@ -316,7 +316,8 @@ class FakeXServer(LocalServer):
         user = self._readable_user("id", user_id, self.users.get(user_id))
         handle = re.compile(rf"@{re.escape(user.username)}\b", re.IGNORECASE)
         with self._lock:
-            mentions = [t for t in reversed(self.tweets) if handle.search(t.note_text or t.text) and t.author_id != user.id]
+            mentions = [t for t in reversed(self.tweets)
+                        if handle.search(t.note_text or t.text) and t.author_id != user.id]
         page = self._page(mentions, query)
         if "author_id" in query.get("expansions", "").split(",") and page.get("data"):
             authors = {self._tweet(int(t["id"])).author_id for t in page["data"]}
