@@ -143,7 +143,7 @@ class Caller:
                         raise
                     raise redacted(translated) from None
                 wait = reset_wait(headers)
-                if wait > self.max_wait:
+                if wait > self.max_wait + RATE_LIMIT_MARGIN:  # X's windows are 15 minutes: 15 minutes is waited
                     raise redacted(self.error(f"{self.network} is rate-limiting {what}; the limit resets in "
                                               f"{wait:.0f} s, try again then")) from None
                 if attempt == self.max_waits:
