@@ -11,6 +11,7 @@ exception text (the whole formatted traceback), log records, the CLI's stdout an
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import sqlite3
@@ -316,3 +317,38 @@ def test_the_job_log_is_redacted(tmp_path, values):
     text = log.read_text()
     assert run.returncode == 1 and "RuntimeError" in text and "token ***" in text
     assert core(token) not in text
+
+
+@pytest.mark.slow
+def test_wandb_files_hold_no_secret(tmp_path, values, monkeypatch):
+    """An offline W&B run, with every secret (WANDB_API_KEY included) in the environment: none in its files."""
+    pytest.importorskip("wandb", reason="tracking is the optional `wandb` extra")
+    from bot.service import Mimicbot
+    from bot.samples.generate import sample_path
+    from bot.training.supervisor import work_dir_for
+    from bot.training.tiny import ensure_tiny_base
+    from bot.training.trainer import train
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in values.items():
+        monkeypatch.setenv(name.upper(), value)
+    for name in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    monkeypatch.setenv("MIMICBOT_WANDB", "offline")
+    monkeypatch.setenv("MIMICBOT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MIMICBOT_MODELS_DIR", str(tmp_path / "models"))
+    settings = Settings(_env_file=None)
+    bot = Mimicbot(settings)
+    try:
+        bot.fetch_blocking([str(sample_path("ada_bytes"))])
+        base = str(ensure_tiny_base(tmp_path / "base"))
+        req = asyncio.run(bot.build_request(["ada_bytes"], base_model=base, seed=3, max_steps=2))
+    finally:
+        bot.close()
+    work_dir = work_dir_for(req.models_dir, 1)
+    work_dir.parent.mkdir(parents=True)
+    train(req, work_dir, lambda event: None)
+    files = [p for p in (tmp_path / "data" / "wandb").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".wandb" for p in files)  # a run was written
+    for path in files:
+        assert leaks(path.read_bytes().decode("latin-1"), values) == [], path
