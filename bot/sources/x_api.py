@@ -16,7 +16,7 @@ import tweepy
 
 from ..config import Settings
 from ..errors import ProtectedAccount, SourceError, UnknownAccount
-from ..networks.base import DEFAULT_TIMEOUT, Sleep
+from ..networks.base import DEFAULT_TIMEOUT, MAX_RATE_LIMIT_WAITS, Sleep
 from ..networks.x import NOTE_TWEET, RebasedAsyncClient, XCaller, full_text, x_client
 from .base import TIMELINE_CAP, AccountInfo, FetchResult, RawPost, normalise_handle
 
@@ -29,6 +29,7 @@ class XApiSource:
     """An X account's recent posts (at most 3,200) read with the app's bearer token."""
 
     network = "x"
+    max_rate_limit_waits = MAX_RATE_LIMIT_WAITS  # 429s in a row waited out before giving up
 
     def __init__(
         self, handle: str, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT, sleep: Sleep = asyncio.sleep
@@ -40,11 +41,9 @@ class XApiSource:
         self._sleep = sleep
 
     def caller(self, client: RebasedAsyncClient) -> XCaller:
-        return XCaller(self.settings, client=client, user_auth=False, sleep=self._sleep)
-
-    @property
-    def max_rate_limit_waits(self) -> int:
-        return XCaller(self.settings, user_auth=False).max_waits
+        """Calls with the bearer token; errors are SourceError (AuthError, UnknownAccount...)."""
+        return XCaller(self.settings, client=client, user_auth=False, sleep=self._sleep,
+                       max_waits=self.max_rate_limit_waits)
 
     async def fetch(self, since_id: str | None = None) -> FetchResult:
         since_id = since_id if since_id and since_id.isdigit() else None  # X ids are numbers; others mean "all"
