@@ -12,8 +12,10 @@ exception text (the whole formatted traceback), log records, the CLI's stdout an
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -304,19 +306,46 @@ def test_no_secret_reaches_cli_output_logs_or_database(tmp_path, values, trained
 
 
 @pytest.mark.slow
-def test_the_job_log_is_redacted(tmp_path, values):
-    """A training child's output (tracebacks included) goes through the redactor into the job log."""
-    log = tmp_path / "job-1.log"
+def test_a_failed_training_job_keeps_no_secret(tmp_path, values):
+    """A training job that fails with a secret in its error (here a base model whose config names the HF token
+    as its model type, which transformers quotes back): the CLI's output, the job's recorded error and the log
+    file all hold it redacted."""
+    from bot.samples.generate import sample_path
+    from bot.training.tiny import ensure_tiny_base
+
     token = values["hf_token"]
-    code = ("import sys; from bot.training.child import _redirect_output; "
-            f"_redirect_output({str(log)!r}); print('token', {token!r}); import logging; "
-            f"logging.getLogger('x').warning('key %s', {token!r}); raise RuntimeError({token!r})")
-    env = {**os.environ, "HF_TOKEN": token}
-    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120)
-    text = log.read_text()
-    assert run.returncode == 1 and "RuntimeError" in text and "token ***" in text
-    assert core(token) not in text
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "MIMICBOT_", "HF_"))},
+           **{name.upper(): value for name, value in values.items()},
+           "MIMICBOT_DATA_DIR": str(tmp_path / "data"), "MIMICBOT_MODELS_DIR": str(tmp_path / "models")}
+    fetched = _run(env, tmp_path, "fetch", str(sample_path("ada_bytes")))
+    assert fetched.returncode == 0, fetched.stderr
+    broken = tmp_path / "broken-model"
+    shutil.copytree(ensure_tiny_base(tmp_path / "base"), broken)
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "model_type": token}))
+    run = _run(env, tmp_path, "train", "ada_bytes", "--base-model", str(broken), "--max-steps", "1")
+    assert run.returncode != 0 and "failed" in run.stdout + run.stderr
+    assert leaks(run.stdout + run.stderr, values) == [] and MASK in run.stderr
+    for log in (tmp_path / "data" / "logs").glob("*"):
+        assert leaks(log.read_text(errors="replace"), values) == [], log
+    (job,) = sqlite3.connect(tmp_path / "data" / "mimicbot.db").execute("select error from jobs").fetchall()
+    assert "cannot load base model" in job[0] and MASK in job[0]  # what went wrong is kept, the token is not
+    assert leaks(_dump(tmp_path / "data" / "mimicbot.db"), values) == []
+
+
+@pytest.mark.slow
+def test_a_training_childs_output_is_redacted(tmp_path, values):
+    """What a process writes after `redact_output()` — as the training child does once its output goes to the
+    job log — is redacted, an uncaught exception's traceback included."""
+    token = values["hf_token"]
+    code = ("import logging; from bot.redaction import redact_output; redact_output(); "
+            f"print('token', {token!r}); logging.basicConfig(); logging.warning('key %s', {token!r}); "
+            f"raise RuntimeError({token!r})")
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HF_TOKEN": token}, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "Traceback" in run.stderr and "RuntimeError: ***" in run.stderr
+    assert "token ***" in run.stdout and "key ***" in run.stderr
+    assert leaks(run.stdout + run.stderr, values) == []
 
 
 @pytest.mark.slow
