@@ -11,7 +11,6 @@ exception text (the whole formatted traceback), log records, the CLI's stdout an
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -349,34 +348,21 @@ def test_a_training_childs_output_is_redacted(tmp_path, values):
 
 
 @pytest.mark.slow
-def test_wandb_files_hold_no_secret(tmp_path, values, monkeypatch):
-    """An offline W&B run, with every secret (WANDB_API_KEY included) in the environment: none in its files."""
+def test_wandb_files_hold_no_secret(tmp_path, values):
+    """`mimicbot train` with an offline W&B run and every secret (WANDB_API_KEY included) set: none in the run's
+    files, nor in what the CLI printed."""
     pytest.importorskip("wandb", reason="tracking is the optional `wandb` extra")
-    from bot.service import Mimicbot
     from bot.samples.generate import sample_path
-    from bot.training.supervisor import work_dir_for
-    from bot.training.tiny import ensure_tiny_base
-    from bot.training.trainer import train
 
-    monkeypatch.chdir(tmp_path)
-    for name, value in values.items():
-        monkeypatch.setenv(name.upper(), value)
-    for name in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()))
-    monkeypatch.setenv("MIMICBOT_WANDB", "offline")
-    monkeypatch.setenv("MIMICBOT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("MIMICBOT_MODELS_DIR", str(tmp_path / "models"))
-    settings = Settings(_env_file=None)
-    bot = Mimicbot(settings)
-    try:
-        bot.fetch_blocking([str(sample_path("ada_bytes"))])
-        base = str(ensure_tiny_base(tmp_path / "base"))
-        req = asyncio.run(bot.build_request(["ada_bytes"], base_model=base, seed=3, max_steps=2))
-    finally:
-        bot.close()
-    work_dir = work_dir_for(req.models_dir, 1)
-    work_dir.parent.mkdir(parents=True)
-    train(req, work_dir, lambda event: None)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "MIMICBOT_", "HF_", "WANDB_"))},
+           **{name.upper(): value for name, value in values.items()},
+           **{name: str(tmp_path / name.lower()) for name in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR")},
+           "MIMICBOT_WANDB": "offline", "MIMICBOT_DATA_DIR": str(tmp_path / "data"),
+           "MIMICBOT_MODELS_DIR": str(tmp_path / "models")}
+    assert _run(env, tmp_path, "fetch", str(sample_path("ada_bytes"))).returncode == 0
+    run = _run(env, tmp_path, "train", "ada_bytes", "--base-model", "tiny", "--max-steps", "2")
+    assert run.returncode == 0, run.stderr
+    assert leaks(run.stdout + run.stderr, values) == []
     files = [p for p in (tmp_path / "data" / "wandb").rglob("*") if p.is_file()]
     assert any(p.suffix == ".wandb" for p in files)  # a run was written
     for path in files:
