@@ -36,25 +36,19 @@ class Failing:
     """`fail(count, status=..., echo=True)`: the next `count` requests are answered with `status` and, with
     `echo`, a body echoing the request (see `echo_body`). Fakes call `take_failure()` first thing."""
 
+    _failure_lock = threading.Lock()
+
     def fail(self, count: int = 1, *, status: int = 500, echo: bool = True) -> None:
         with self._failure_lock:
-            self._failures.extend([Failure(status, echo)] * count)
+            self.__dict__.setdefault("failures", []).extend([Failure(status, echo)] * count)
 
     def take_failure(self, method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict] | None:
         with self._failure_lock:
-            if not self._failures:
+            queued = self.__dict__.get("failures")
+            if not queued:
                 return None
-            failure = self._failures.pop(0)
-        payload = echo_body(method, url, headers, body) if failure.echo else {"error": "Upstream error"}
-        return failure.status, payload
-
-    @property
-    def _failures(self) -> list[Failure]:
-        if "_failure_list" not in self.__dict__:
-            self.__dict__["_failure_list"] = []
-        return self.__dict__["_failure_list"]
-
-    _failure_lock = threading.Lock()
+            failure = queued.pop(0)
+        return failure.status, echo_body(method, url, headers, body) if failure.echo else {"error": "Upstream error"}
 
 
 class LocalServer(Failing):
