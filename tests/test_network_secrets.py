@@ -29,7 +29,6 @@ from bot.redaction import MASK, Redactor, redact, register
 from tests.fakes.bsky_server import FakeBluesky
 from tests.fakes.mastodon_server import FakeMastodon
 from tests.fakes.x_server import FakeXServer
-from tests.test_posting_support import trained_models  # noqa: F401  (fixture: a tiny model, trained once)
 
 MIMICBOT = Path(sys.executable).parent / "mimicbot"
 SECRET_FIELDS = ("twitter_bearer_token", "twitter_api_key", "twitter_api_secret", "twitter_access_token",
@@ -252,7 +251,7 @@ def _dump(db_path: Path) -> str:
 
 
 @pytest.mark.slow
-def test_no_secret_reaches_cli_output_logs_or_database(tmp_path, values, trained_models):  # noqa: F811
+def test_no_secret_reaches_cli_output_logs_or_database(tmp_path, values, trained_models):
     from tests.fakes.hub_server import FakeHub
 
     models_dir, model_id = trained_models
