@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     mastodon_api_base: str | None = None
     mastodon_access_token: SecretStr | None = None
     mastodon_visibility: Literal["public", "unlisted", "private", "direct"] = "unlisted"
+    mimicbot_mastodon_include_cw: bool = False  # read statuses behind a content warning (skipped by default)
+    mimicbot_mastodon_cw: str | None = None  # content warning on every post to Mastodon (`post --cw` for one)
 
     # Discord
     discord_token: SecretStr | None = None

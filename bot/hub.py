@@ -21,6 +21,7 @@ from pathlib import Path
 from .config import Settings
 from .errors import ConfigError, MimicbotError, ValidationError
 from .modelfolder import CARD_FILE, CONFIG_FILE, PREDICTIONS_FILE, TRAINING_FILE
+from .redaction import Redactor, redacted
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def push_model(settings: Settings, model_id: str, repo_id: str, *, private: bool
     check_repo_id(repo_id)
     model_dir = ModelStore(settings.models_dir).path(model_id)  # UnknownModel
     token = settings.secret("hf_token")
+    Redactor.for_settings(settings)  # the hub's error text is redacted (an upstream may echo the token)
     if not token:
         raise ConfigError("HF_TOKEN is not set: create a write token at https://huggingface.co/settings/tokens "
                           "and put HF_TOKEN=... in .env")
@@ -112,19 +114,29 @@ def _prepare(model_dir: Path, files: list[str], repo_id: str, endpoint: str, tok
 
 @contextmanager
 def _hub_errors(repo_id: str, endpoint: str) -> Iterator[None]:
-    """Turn the hub client's errors into a HubError with the reason a person can act on."""
-    from huggingface_hub.errors import HfHubHTTPError, HTTPError
-
+    """Turn the hub client's errors into a HubError with the reason a person can act on, with every secret
+    taken out of its text (a proxy or a misbehaving hub may echo the request, token included)."""
     try:
         yield
-    except HfHubHTTPError as e:
+    except Exception as e:  # noqa: BLE001 - translated when it is the hub's, redacted either way
+        translated = _hub_error(e, repo_id, endpoint)
+        if translated is None:
+            raise redacted(e)
+        raise redacted(translated) from None
+
+
+def _hub_error(e: Exception, repo_id: str, endpoint: str) -> HubError | None:
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError
+
+    if isinstance(e, HfHubHTTPError):
         status = e.response.status_code if e.response is not None else None
         if status in (401, 403):
-            raise HubError(f"the hub refused HF_TOKEN for {repo_id} ({status}): it must be a write token "
-                               "of the repository's owner") from None
+            return HubError(f"the hub refused HF_TOKEN for {repo_id} ({status}): it must be a write token "
+                                "of the repository's owner")
         detail = (e.server_message or str(e)).strip().splitlines()[0]
-        raise HubError(f"the hub refused the upload to {repo_id} ({status}): {detail}") from None
-    except ValueError as e:  # the hub client's checks of the hub's answers (e.g. invalid card metadata)
-        raise HubError(f"the hub refused the upload to {repo_id}: {e}") from None
-    except (HTTPError, OSError) as e:
-        raise HubError(f"cannot reach the hub at {endpoint}: {e}") from None
+        return HubError(f"the hub refused the upload to {repo_id} ({status}): {detail}")
+    if isinstance(e, ValueError):  # the hub client's checks of the hub's answers (e.g. invalid card metadata)
+        return HubError(f"the hub refused the upload to {repo_id}: {e}")
+    if isinstance(e, (HTTPError, OSError)):
+        return HubError(f"cannot reach the hub at {endpoint}: {e}")
+    return None

@@ -1,8 +1,8 @@
 """Operations: logging set-up, the daemon's heartbeat and `mimicbot health`, and online database backups.
 
 Logs go to stderr (human lines) and to a rotating file of JSON lines, `<data dir>/logs/mimicbot.log`. Both
-pass through a redactor that replaces every secret setting's value with `***`, so a token that reaches a
-message or a traceback is never written out.
+pass through the process's redactor (bot/redaction.py), which replaces every secret setting's value, in any
+encoding, with `***`, so a token that reaches a message or a traceback is never written out.
 
 The daemon (`mimicbot run`, bot/app.py) proves it is alive by rewriting `<data dir>/heartbeat.json` every
 MIMICBOT_HEARTBEAT_SECONDS with the state of its parts (training pool, schedules, and X replies and Discord when
@@ -23,16 +23,15 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import SecretStr
-
 from .atomic import atomic_path, write_atomic
 from .config import Settings
 from .errors import MimicbotError, ValidationError
+from .redaction import Redactor, redact
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,6 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 CONSOLE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 HEARTBEAT_FILE = "heartbeat.json"
 STALE_AFTER_BEATS = 3  # a heartbeat older than this many intervals means the daemon is stuck or gone
-MIN_SECRET_LEN = 4  # shorter values would redact ordinary words
 
 
 class BackupError(MimicbotError):
@@ -50,29 +48,10 @@ class BackupError(MimicbotError):
 # -- logging --------------------------------------------------------------------------------------
 
 
-class Redactor:
-    """Replaces each secret's value with `***` in a piece of text."""
-
-    def __init__(self, secrets: Iterable[str] = ()):
-        # longest first, so that a secret containing another is replaced whole
-        self.secrets = sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LEN}, key=len, reverse=True)
-
-    @classmethod
-    def for_settings(cls, settings: Settings) -> Redactor:
-        """Every SecretStr setting that is set."""
-        values = (getattr(settings, name) for name in type(settings).model_fields)
-        return cls(v.get_secret_value() for v in values if isinstance(v, SecretStr))
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
 class ConsoleFormatter(logging.Formatter):
     """The classic one-line format, redacted (tracebacks included)."""
 
-    def __init__(self, redact: Redactor):
+    def __init__(self, redact: Callable[[str], str] = redact):
         super().__init__(CONSOLE_FORMAT)
         self.redact = redact
 
@@ -83,7 +62,7 @@ class ConsoleFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: ts, level, logger, msg, pid, and exc when there is a traceback."""
 
-    def __init__(self, redact: Redactor):
+    def __init__(self, redact: Callable[[str], str] = redact):
         super().__init__()
         self.redact = redact
 
@@ -129,7 +108,8 @@ def setup_logging(level: str = "WARNING", settings: Settings | None = None, *, t
         raise ValidationError(f"unknown log level {level!r}; use one of {', '.join(LOG_LEVELS)}")
     if settings is None:
         settings = _settings_or_none()
-    redact = Redactor.for_settings(settings) if settings else Redactor()
+    if settings is not None:
+        Redactor.for_settings(settings)  # registers its secrets: `redact` hides them, and any a client registers
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "_mimicbot", False)]:
         root.removeHandler(handler)
@@ -157,7 +137,7 @@ def setup_logging(level: str = "WARNING", settings: Settings | None = None, *, t
     return path
 
 
-def _rotating_file(settings: Settings, redact: Redactor) -> logging.Handler:
+def _rotating_file(settings: Settings, redact: Callable[[str], str]) -> logging.Handler:
     path = log_file_for(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.RotatingFileHandler(

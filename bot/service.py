@@ -118,7 +118,8 @@ class Mimicbot:
             self.store.record_fetch(account["id"], label, started or utcnow(), stats, new, db=db)
         return FetchReport(
             handle=account["handle"], display_name=account["display_name"], source=label,
-            network=account["network"], new=new, warning=stats.warning, **stats.as_dict(),
+            network=account["network"], new=new, warning="; ".join(filter(None, (stats.warning, result.note))) or None,
+            **stats.as_dict(),
         )
 
     def fetch_blocking(self, specs: list[str], handle: str | None = None) -> list[FetchReport]:
@@ -353,12 +354,14 @@ class Mimicbot:
         """Ask the running daemon to fire the schedule once, now."""
         return self.schedules.request_run(schedule_id)
 
-    async def post(self, model_id: str, to: str, *, dry_run: bool = False, discord_client=None):
-        """Generate, guard and send one post to `to` (`x`, `discord:CHANNEL_ID`); a PostOutcome. Discord goes
-        through `discord_client` when given (the daemon), else over REST with DISCORD_TOKEN (the CLI)."""
+    async def post(self, model_id: str, to: str, *, dry_run: bool = False, discord_client=None,
+                   content_warning: str | None = None):
+        """Generate, guard and send one post to `to` (`x`, `discord:CHANNEL_ID`, `bsky`, `mastodon`); a PostOutcome.
+        Discord goes through `discord_client` when given (the daemon), else over REST with DISCORD_TOKEN (the
+        CLI). `content_warning`: Mastodon's `spoiler_text` for this post (else MIMICBOT_MASTODON_CW)."""
         from .posting.targets import build_target
 
-        target = build_target(to, self.settings, discord_client=discord_client)
+        target = build_target(to, self.settings, discord_client=discord_client, content_warning=content_warning)
         await asyncio.to_thread(self.model, model_id)
         return await self.poster.post(model_id, target, dry_run=dry_run)
 

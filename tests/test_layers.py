@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1] / "bot"
 FACES = ("bot.discord", "bot.cli")
 # what a face may import from the rest of bot/: the service API and its nouns, the errors, the settings; the
 # composition root and process-level operations (logging, health, backups) for the CLI's run/ops commands
-FACE_MAY_IMPORT = {"bot.service", "bot.errors", "bot.config", "bot.app", "bot.ops", "bot.naming", "bot.samples"}
+# ... and the redactor, so that what a face shows (an error, a traceback) holds no secret (bot/redaction.py: a leaf)
+FACE_MAY_IMPORT = {"bot.service", "bot.errors", "bot.config", "bot.app", "bot.ops", "bot.naming", "bot.samples",
+                   "bot.redaction"}
 # the CLI also starts and syncs the Discord face (`mimicbot run`, `mimicbot sync-commands`)
 CLI_MAY_IMPORT = {"bot.discord.face", "bot.discord.options"}
 # a Discord posting target implements the posting interface

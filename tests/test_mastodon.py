@@ -15,7 +15,8 @@ from bot.posting.mastodon import MastodonTarget, mastodon_length
 from bot.posting.targets import build_target
 from bot.service import Mimicbot
 from bot.sources import open_source
-from bot.sources.mastodon import TIMELINE_CAP, MastodonSource, api_base_for, html_to_text
+from bot.networks.mastodon import api_base_for
+from bot.sources.mastodon import TIMELINE_CAP, MastodonSource, html_to_text
 from tests.fakes.mastodon_server import TOKEN, FakeMastodon, mastodon_settings
 
 STATUSES = "/api/v1/accounts/{}/statuses"
@@ -364,3 +365,88 @@ async def test_no_answer_to_a_post_is_delivery_unknown(mastodon_server, tmp_path
     finally:
         mastodon_server.release()
 
+
+
+# -- content warnings ------------------------------------------------------------------------------------------
+
+
+def _seed_cw(server: FakeMastodon) -> None:
+    server.add_account("alice", display_name="Alice")
+    server.add_status("alice", "<p>an ordinary status about the garden today</p>")
+    server.add_status("alice", "<p>the ending of the film, in detail, every twist</p>", spoiler_text="film spoilers")
+    server.add_status("alice", "<p>a long and heavy story about the news</p>", spoiler_text="news, heavy")
+    server.add_status("alice", "<p>another plain status about the weather here</p>")
+
+
+async def test_statuses_behind_a_content_warning_are_skipped_and_counted(mastodon_server, tmp_path):
+    _seed_cw(mastodon_server)
+    bot = Mimicbot(mastodon_settings(mastodon_server, tmp_path))
+    try:
+        (report,) = await bot.fetch(["mastodon:" + ALICE])
+        texts = [r["raw_text"] for r in bot.store.query("select raw_text from posts")]
+    finally:
+        bot.close()
+    assert report.downloaded == 4 and report.kept == 2 and report.short == 2  # counted with the short ones
+    assert "2 statuses behind a content warning skipped" in report.warning
+    assert not any("film" in t or "news" in t for t in texts)  # neither stored nor trained on
+
+
+async def test_a_setting_includes_statuses_behind_a_content_warning(mastodon_server, tmp_path):
+    _seed_cw(mastodon_server)
+    bot = Mimicbot(mastodon_settings(mastodon_server, tmp_path, mimicbot_mastodon_include_cw=True))
+    try:
+        (report,) = await bot.fetch(["mastodon:" + ALICE])
+    finally:
+        bot.close()
+    assert report.downloaded == report.kept == 4 and report.short == 0
+    assert "content warning" not in (report.warning or "")
+
+
+async def test_the_target_sets_a_content_warning(mastodon_server, tmp_path):
+    settings = mastodon_settings(mastodon_server, tmp_path)
+    plain = await MastodonTarget(settings).send("no warning on this one")
+    warned = await build_target("mastodon", settings, content_warning="cats, loudly").send("MEOW")
+    by_default = await MastodonTarget(mastodon_settings(mastodon_server, tmp_path,
+                                                        mimicbot_mastodon_cw="bot talk")).send("hello")
+    statuses = {s["id"]: s for s in mastodon_server.statuses}
+    assert statuses[plain]["spoiler_text"] == ""
+    assert statuses[warned]["spoiler_text"] == "cats, loudly" and statuses[warned]["sensitive"]
+    assert statuses[by_default]["spoiler_text"] == "bot talk"
+    assert mastodon_server.calls("/api/v1/statuses")[1].body["spoiler_text"] == "cats, loudly"
+
+
+async def test_the_content_warning_counts_towards_the_length(mastodon_server, tmp_path):
+    target = MastodonTarget(mastodon_settings(mastodon_server, tmp_path), content_warning="w" * 20)
+    assert target.length("x" * 480) == 500
+    with pytest.raises(TargetError, match="too long for Mastodon: 501 characters \\(the content warning included"):
+        await target.send("x" * 481)
+    assert mastodon_server.calls("/api/v1/statuses") == []
+
+
+def test_a_content_warning_is_for_mastodon_only(mastodon_server, tmp_path):
+    settings = mastodon_settings(mastodon_server, tmp_path)
+    with pytest.raises(ValidationError, match="content warning .* Mastodon only"):
+        build_target("x", settings, content_warning="hmm")
+    with pytest.raises(ValidationError, match="content warning is 500 characters"):
+        MastodonTarget(settings, content_warning="w" * 500)
+
+
+@pytest.mark.slow
+def test_cli_post_takes_a_content_warning(mastodon_server, tmp_path, monkeypatch, trained_models):
+    from bot.cli import _register, app
+
+    models_dir, model_id = trained_models
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"MIMICBOT_DATA_DIR": tmp_path / "data", "MIMICBOT_MODELS_DIR": models_dir,
+                        "MASTODON_API_BASE": mastodon_server.url, "MASTODON_ACCESS_TOKEN": TOKEN,
+                        "MIMICBOT_POST_CANDIDATES": 2}.items():
+        monkeypatch.setenv(name, str(value))
+    _register()
+    result = CliRunner().invoke(app, ["post", model_id, "--to", "mastodon", "--cw", "bot talk", "--json"])
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["status"] == "sent"
+    status = next(s for s in mastodon_server.statuses if s["id"] == outcome["remote_id"])
+    assert status["spoiler_text"] == "bot talk"
+    refused = CliRunner().invoke(app, ["post", model_id, "--to", "x", "--cw", "bot talk"])
+    assert refused.exit_code == 2 and "Mastodon only" in refused.output

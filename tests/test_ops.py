@@ -18,7 +18,6 @@ from bot.cli import _register, app
 from bot.errors import ValidationError
 from bot.ops import (
     BackupError,
-    Redactor,
     backup_database,
     check_health,
     heartbeat_loop,
@@ -138,11 +137,6 @@ def test_cli_log_level_option(cli, settings):
     Store(settings.db_path).close()
     assert cli("--log-level", "info", "db", "backup", str(settings.data_dir / "b.db")).exit_code == 0
     assert any(e["msg"].startswith("backed up") for e in log_lines(settings))
-
-
-def test_redactor_replaces_longest_first_and_ignores_short_values():
-    redact = Redactor(["abcd", "abcdef123", "", "xy"])
-    assert redact("abcdef123 and abcd and xy") == "*** and *** and xy"
 
 
 # -- heartbeat and health ---------------------------------------------------------------------------

@@ -129,3 +129,22 @@ async def test_a_429_on_mentions_waits_for_the_reset_without_blocking(loop, x_se
     assert handled[0].outcome.status == "sent"
     (wait,) = loop.sleep_recorder.waits
     assert 85 <= wait <= 92  # until x-rate-limit-reset (+1 s), through the injected asyncio sleep
+
+
+async def test_a_long_mention_is_read_whole(tmp_path, x_server):
+    """The mentions poll asks for note_tweet: a mention over 280 characters reaches the reply loop whole."""
+    from bot.store import Store
+    from tests.fakes.x_server import settings_for
+
+    settings = settings_for(x_server, tmp_path)
+    long_text = "@mimicbot " + " ".join(f"thought{i}" for i in range(60))
+    assert len(long_text) > 280
+    mention(x_server, "alice", long_text)
+    store = Store(tmp_path / "db.sqlite")
+    try:
+        replies = ReplyLoop(store, settings, None, ReplyConfig(model_id="m"), caller=XCaller(settings))
+        found = await replies.fetch(x_server.me.id, None)
+    finally:
+        store.close()
+    assert [m.text for m in found] == [long_text] and [m.username for m in found] == ["alice"]
+    assert "note_tweet" in x_server.requests_to(MENTIONS)[-1].query["tweet.fields"].split(",")

@@ -15,7 +15,7 @@ from bot.posting.base import DeliveryUnknown, TargetError
 from bot.posting.ledger import Ledger
 from bot.posting.x import XCaller, XTarget
 from bot.service import Mimicbot
-from bot.sources.x_api import x_client
+from bot.networks.x import x_client
 from tests.fakes.x_server import TEST_CREDENTIALS, settings_for
 from tests.kit.posting import RecordingSleep, posting_settings
 

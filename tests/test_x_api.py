@@ -10,7 +10,10 @@ import pytest
 
 from bot.errors import AuthError, ConfigError, ProtectedAccount, SourceError, UnknownAccount
 from bot.sources import open_source
-from bot.sources.x_api import TIMELINE_CAP, XApiSource, x_client
+from bot.networks.base import RATE_LIMIT_MARGIN
+from bot.networks.x import x_client
+from bot.sources.base import TIMELINE_CAP
+from bot.sources.x_api import XApiSource
 from tests.fakes.x_server import FakeXServer, settings_for
 
 TIMELINE = "/2/users/\\d+/tweets"
@@ -115,8 +118,8 @@ async def test_rate_limit_waits_for_reset_without_blocking_the_loop(x_server, tm
 
     assert len(result.posts) == 150
     assert len(waits) == 1
-    assert 0 < waits[0] <= 1 + source.rate_limit_margin + (time.time() - asked)  # until reset, not longer
-    assert waits[0] >= source.rate_limit_margin
+    assert 0 < waits[0] <= 1 + RATE_LIMIT_MARGIN + (time.time() - asked)  # until reset, not longer
+    assert waits[0] >= RATE_LIMIT_MARGIN
     assert state["ticks_while_waiting"] >= 5  # another task ran during the wait
     lookups = x_server.requests_to("/2/users/by/username/jack")
     assert len(lookups) == 2  # refused, then retried
@@ -245,3 +248,32 @@ def test_user_context_needs_all_four_credentials(x_server, tmp_path):
         x_client(settings, user_auth=True, asynchronous=False)
     with pytest.raises(ConfigError, match="sync"):
         x_client(settings_for(x_server, tmp_path), user_auth=True, asynchronous=True)
+
+
+# -- long posts: note_tweet ------------------------------------------------------------------------------
+
+
+LONG = " ".join(f"word{i}" for i in range(120))  # 700+ characters: X keeps the whole only in note_tweet
+
+
+async def test_long_posts_are_read_whole_from_note_tweet(x_server, tmp_path):
+    x_server.add_user("jack")
+    x_server.add_tweet("jack", "a short one")
+    long = x_server.add_tweet("jack", LONG)
+    assert len(long.text) == 280 and long.note_text == LONG  # what X holds: the start, and the whole
+    result = await XApiSource("jack", settings_for(x_server, tmp_path)).fetch()
+    texts = {p.id: p.text for p in result.posts}
+    assert texts[str(long.id)] == LONG and "a short one" in texts.values()
+    asked = x_server.requests_to(TIMELINE)[-1].query["tweet.fields"].split(",")
+    assert "note_tweet" in asked
+
+
+def test_the_fake_sends_note_tweet_only_when_asked(x_server, tmp_path):
+    x_server.add_user("jack")
+    long = x_server.add_tweet("jack", LONG)
+    client = x_client(settings_for(x_server, tmp_path), user_auth=False, asynchronous=False)
+    user_id = x_server.user("jack").id
+    plain = client.get_users_tweets(user_id, tweet_fields=["created_at"])
+    assert plain.data[0].text == long.text and "note_tweet" not in plain.data[0].data
+    asked = client.get_users_tweets(user_id, tweet_fields=["created_at", "note_tweet"])
+    assert asked.data[0].data["note_tweet"]["text"] == LONG

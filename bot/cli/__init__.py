@@ -13,8 +13,10 @@ from functools import wraps
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import MimicbotError
+from ..redaction import redact, redact_output
 
 app = typer.Typer(
     name="mimicbot",
@@ -39,7 +41,7 @@ def friendly(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except MimicbotError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, markup=True, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(redact(str(e)))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
 
     return wrapper
@@ -64,5 +66,6 @@ def _register() -> None:
 
 
 def main() -> None:
+    redact_output()  # whatever the CLI prints (a traceback included) passes through the redactor
     _register()
     app()

@@ -105,8 +105,10 @@ def schedule_run_now(schedule_id: int = typer.Argument(..., metavar="ID")) -> No
 @friendly
 def post(
     model_id: str = typer.Argument(..., metavar="MODEL"),
-    to: str = typer.Option(..., "--to", help="x or discord:CHANNEL_ID"),
+    to: str = typer.Option(..., "--to", help="x, bsky, mastodon or discord:CHANNEL_ID"),
     dry_run: bool = typer.Option(False, "--dry-run", help="generate and guard, print, send nothing"),
+    cw: str = typer.Option(None, "--cw", metavar="TEXT",
+                           help="Mastodon only: the post's content warning (default: MIMICBOT_MASTODON_CW)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Post once, now: generate in the model's voice, pass the guards, send, record in the ledger."""
@@ -114,7 +116,7 @@ def post(
 
     quiet_transformers()
     with service() as bot:
-        outcome = asyncio.run(bot.post(model_id, to, dry_run=dry_run))
+        outcome = asyncio.run(bot.post(model_id, to, dry_run=dry_run, content_warning=cw))
     if as_json:
         print_json(outcome.as_dict())
     else:

@@ -23,6 +23,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from ..config import Settings
+from ..redaction import redact
 from .context import MimicContext
 from .errors import ShuttingDown, context_line, explain, unwrap
 from .options import DiscordOptions
@@ -170,7 +171,7 @@ def _available(required: tuple[str, ...], optional: tuple[str, ...]) -> tuple[st
 
 def _one_line(error: BaseException) -> str:
     e = unwrap(error)
-    return f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
+    return f"{type(e).__name__}: {' '.join(redact(str(e)).split())}"[:500]
 
 
 __all__ = ["EXTENSIONS", "DiscordBot", "DiscordBotBase", "SingleDiscordBot", "create_bot"]

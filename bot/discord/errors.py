@@ -17,6 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from ..errors import MimicbotError
+from ..redaction import redact
 from .formatting import clip, duration, neutralise
 
 log = logging.getLogger("bot.discord")
@@ -59,7 +60,7 @@ def explain(error: BaseException) -> Explanation:
     info, warn = logging.INFO, logging.WARNING
     match e:
         case MimicbotError():
-            return Explanation(clip(neutralise(str(e)), 1900), info)
+            return Explanation(clip(neutralise(redact(str(e))), 1900), info)
         case commands.CommandNotFound() | app_commands.CommandNotFound():
             return Explanation(None, logging.DEBUG)
         case commands.CommandOnCooldown() | app_commands.CommandOnCooldown():
@@ -77,7 +78,7 @@ def explain(error: BaseException) -> Explanation:
         case commands.BotMissingPermissions() | app_commands.BotMissingPermissions():
             return Explanation(f"I need the {_perms(e.missing_permissions)} permission here to do that.", warn)
         case commands.CheckFailure() | app_commands.CheckFailure():
-            text = neutralise(str(e)) if isinstance(e, NotAllowed) else "You're not allowed to do that here."
+            text = neutralise(redact(str(e))) if isinstance(e, NotAllowed) else "You're not allowed to do that here."
             return Explanation(text, info)
         case commands.MissingRequiredArgument():
             return Explanation(f"Missing `{e.param.name}`. See `help` for how to use this command.", info)
@@ -89,9 +90,9 @@ def explain(error: BaseException) -> Explanation:
             kind = _KINDS.get(m["type"], f"a {m['type']}")
             return Explanation(f"`{m['param']}` must be {kind}. See `help` for how to use this command.", info)
         case commands.BadArgument() | commands.UserInputError():
-            return Explanation(clip(neutralise(str(e)), 300) or "I couldn't read those arguments.", info)
+            return Explanation(clip(neutralise(redact(str(e))), 300) or "I couldn't read those arguments.", info)
         case app_commands.TransformerError():
-            return Explanation(f"I couldn't read {clip(neutralise(str(e.value)), 100)!r}.", info)
+            return Explanation(f"I couldn't read {clip(neutralise(redact(str(e.value))), 100)!r}.", info)
         case discord.Forbidden():
             return Explanation("Discord didn't let me do that here (missing permissions?).", warn)
         case discord.HTTPException():

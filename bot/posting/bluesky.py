@@ -27,7 +27,9 @@ from atproto_client.client.session import Session, SessionEvent
 
 from ..config import Settings
 from ..errors import AuthError
-from ..sources.bluesky import DEFAULT_TIMEOUT, BlueskyCaller, Sleep, bsky_client
+from ..redaction import register
+from ..networks.base import DEFAULT_TIMEOUT, Sleep
+from ..networks.bluesky import BlueskyCaller, bsky_client
 from .base import DeliveryUnknown, TargetError
 from .text import graphemes
 
@@ -56,6 +58,7 @@ class BlueskyTarget:
         if not handle or not password:
             raise AuthError("no Bluesky account to post as: set BLUESKY_HANDLE and BLUESKY_APP_PASSWORD "
                             "(an app password: Settings → Privacy and security → App passwords)")
+        register([password])  # the login sends it in a JSON body: an upstream's echo of it is redacted
         self.settings = settings
         self.handle = handle.strip().lstrip("@").lower()
         self._key = (settings.bluesky_base_url.strip().rstrip("/"), self.handle)

@@ -19,6 +19,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 from ..errors import ValidationError
+from ..redaction import redact
 from ..store import Store, utcnow
 from ..errors import UnknownOutgoing
 
@@ -91,6 +92,8 @@ class Ledger:
 
     def _transition(self, entry_id: int, allowed: tuple[str, ...], status: str, **fields) -> bool:
         """Move an entry to `status` only from one of the `allowed` ones, atomically; True if it moved."""
+        if fields.get("error"):
+            fields["error"] = redact(fields["error"])  # error text may come from the network: never a secret
         sets = "".join(f", {k} = :{k}" for k in fields)
         olds = {f"old{i}": s for i, s in enumerate(allowed)}
         sql = (f"update outgoing set status = :status, updated_at = :now{sets} "

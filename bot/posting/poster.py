@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from ..config import Settings
+from ..redaction import redact
 from ..store import Store
 from ..errors import UnknownOutgoing
 from .base import DeliveryUnknown, PostRejected, Target, TargetError
@@ -96,21 +97,24 @@ class Poster:
         return await self.deliver(entry_id, target, text, reply_to=reply.get("reply_to_id"))
 
     async def deliver(self, entry_id: int, target: Target, text: str, *, reply_to: str | None = None) -> PostOutcome:
-        """Send an entry already claimed as "sending" and record what happened."""
+        """Send an entry already claimed as "sending" and record what happened. Error text (the network's words)
+        is redacted before it is logged, stored or returned: no secret leaves in it."""
         try:
             remote_id = await target.send(text, reply_to=reply_to)
         except DeliveryUnknown as e:
-            await asyncio.to_thread(self.ledger.unknown, entry_id, str(e))
-            log.error("post %s to %s: outcome unknown: %s", entry_id, target.name, e)
-            return PostOutcome("unknown", target.name, text=text, entry_id=entry_id, error=str(e))
+            why = redact(str(e))
+            await asyncio.to_thread(self.ledger.unknown, entry_id, why)
+            log.error("post %s to %s: outcome unknown: %s", entry_id, target.name, why)
+            return PostOutcome("unknown", target.name, text=text, entry_id=entry_id, error=why)
         except TargetError as e:
-            await asyncio.to_thread(self.ledger.failed, entry_id, str(e))
-            log.warning("post %s to %s failed: %s", entry_id, target.name, e)
-            return PostOutcome("failed", target.name, text=text, entry_id=entry_id, error=str(e))
+            why = redact(str(e))
+            await asyncio.to_thread(self.ledger.failed, entry_id, why)
+            log.warning("post %s to %s failed: %s", entry_id, target.name, why)
+            return PostOutcome("failed", target.name, text=text, entry_id=entry_id, error=why)
         except BaseException as e:
             # anything unexpected after the request may have gone out: never assume it did not
             # (synchronously: a cancelled task may not get to finish another await)
-            self.ledger.unknown(entry_id, f"interrupted while sending: {type(e).__name__}: {e}")
+            self.ledger.unknown(entry_id, redact(f"interrupted while sending: {type(e).__name__}: {e}"))
             raise
         await asyncio.to_thread(self.ledger.sent, entry_id, remote_id)
         log.info("posted %s to %s as %s", entry_id, target.name, remote_id)
@@ -135,7 +139,7 @@ class Poster:
             message_id = await sink.request(await asyncio.to_thread(self.ledger.get, entry_id), channel_id)
         except Exception as e:
             await asyncio.to_thread(self.ledger.failed, entry_id, f"could not show the draft for approval: {e}")
-            return PostOutcome("failed", target.name, text=text, entry_id=entry_id, error=str(e))
+            return PostOutcome("failed", target.name, text=text, entry_id=entry_id, error=redact(str(e)))
         await asyncio.to_thread(self.ledger.set_draft_message, entry_id, channel_id, message_id)
         return PostOutcome("draft", target.name, text=text, entry_id=entry_id)
 

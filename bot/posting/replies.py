@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ..config import Settings
+from ..networks.x import NOTE_TWEET, full_text
 from ..store import Store
 from . import state
 from .base import TargetError
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 MAX_PAGES = 5  # a poll reads at most this many pages of new mentions (old ones are skipped by age anyway)
 _BOTLIKE = re.compile(r"bot\b|\bbot|\bautomated\b", re.IGNORECASE)
-TWEET_FIELDS = ["created_at", "author_id", "conversation_id", "referenced_tweets"]
+TWEET_FIELDS = ["created_at", "author_id", "conversation_id", "referenced_tweets", NOTE_TWEET]
 USER_FIELDS = ["username", "name", "description"]
 
 
@@ -186,7 +187,7 @@ def _mention(tweet, author) -> Mention:
     replied_to = next((str(r.id) for r in tweet.referenced_tweets or [] if r.type == "replied_to"), None)
     created = tweet.created_at.astimezone(UTC) if tweet.created_at else None
     return Mention(
-        id=str(tweet.id), text=tweet.text, author_id=str(tweet.author_id),
+        id=str(tweet.id), text=full_text(tweet), author_id=str(tweet.author_id),
         username=getattr(author, "username", "") or "", name=getattr(author, "name", "") or "",
         description=getattr(author, "description", "") or "", created_at=created,
         conversation_id=str(tweet.conversation_id) if tweet.conversation_id else None, replied_to=replied_to,

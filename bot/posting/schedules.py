@@ -18,6 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from ..config import Settings
 from ..errors import ValidationError
+from ..redaction import redact
 from ..store import Store, utcnow
 from . import state
 from .base import UnknownSchedule
@@ -182,7 +183,7 @@ class Schedules:
         """The outcome of the latest fire (does not count as an edit)."""
         with self.store.transaction() as db:
             db.execute("update schedules set last_status = ?, last_error = ? where id = ?",
-                       [status, error, schedule_id])
+                       [status, redact(error) if error else error, schedule_id])
 
     def _edit(self, schedule_id: int, **fields) -> dict:
         self.get(schedule_id)

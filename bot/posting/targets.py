@@ -40,10 +40,17 @@ def validate_target_name(name: str) -> str:
     return clean
 
 
-def build_target(name: str, settings: Settings, *, discord_client=None) -> Target:
-    """A Target for `name`. Discord goes through `discord_client` when given (the daemon), else REST (the CLI)."""
+def build_target(name: str, settings: Settings, *, discord_client=None, content_warning: str | None = None) -> Target:
+    """A Target for `name`. Discord goes through `discord_client` when given (the daemon), else REST (the CLI).
+    `content_warning`: for Mastodon only (its `spoiler_text`); a ValidationError for any other target."""
     name = validate_target_name(name)
     network = name.partition(":")[0]
+    if content_warning is not None:
+        if network != "mastodon":
+            raise ValidationError(f"a content warning (--cw) is for Mastodon only, not {name}")
+        from .mastodon import MastodonTarget
+
+        return MastodonTarget(settings, content_warning=content_warning)
     return BUILDERS[network](name, settings, discord_client)
 
 

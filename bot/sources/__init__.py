@@ -10,7 +10,8 @@ from __future__ import annotations
 from ..config import Settings
 from ..errors import ValidationError
 from ..naming import AccountSpec, looks_like_path, parse_spec
-from .base import AccountInfo, FetchResult, RawPost, Source, normalise_handle
+from ..naming import normalise_handle
+from .base import AccountInfo, FetchResult, RawPost, Source
 
 __all__ = ["AccountInfo", "FetchResult", "RawPost", "Source", "normalise_handle", "open_source", "looks_like_path"]
 

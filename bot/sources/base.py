@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..naming import normalise_handle  # noqa: F401  (one definition, in the naming grammar)
+TIMELINE_CAP = 3200  # posts read from one account at most: X's API never serves more; Bluesky, Mastodon alike
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class FetchResult:
     account: AccountInfo
     posts: list[RawPost] = field(default_factory=list)
     cursor: str | None = None  # newest post id seen (since_id for the next fetch)
+    note: str | None = None  # what a person should know about this read (e.g. posts skipped, and why)
 
 
 class Source(Protocol):

@@ -1,4 +1,4 @@
-"""Posts from Bluesky through `atproto`'s AsyncClient, and the call wrapper that posting to Bluesky shares.
+"""Posts from Bluesky through `atproto`'s AsyncClient (client and call wrapper: bot/networks/bluesky.py).
 
 Reading needs no account: `app.bsky.actor.getProfile` and `app.bsky.feed.getAuthorFeed` are served to anyone by
 the public AppView (BLUESKY_APPVIEW_URL, default https://public.api.bsky.app). The author feed is read with
@@ -20,144 +20,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any, TypeVar
 
-import httpx
 from atproto_client import AsyncClient, models
-from atproto_client.exceptions import (
-    BadRequestError,
-    InvokeTimeoutError,
-    NetworkError,
-    RateLimitExceededError,
-    RequestErrorBase,
-    RequestException,
-    UnauthorizedError,
-)
-from atproto_client.models.common import XrpcError
-from atproto_client.request import AsyncRequest
-from atproto_core.exceptions import AtProtocolError
-
 from ..config import Settings
-from ..errors import (
-    AuthError,
-    ConfigError,
-    MimicbotError,
-    ProtectedAccount,
-    SourceError,
-    UnknownAccount,
-)
+from ..errors import MimicbotError, ProtectedAccount, UnknownAccount
 from ..naming import bluesky_handle
-from .base import AccountInfo, FetchResult, RawPost
+from ..networks.base import DEFAULT_TIMEOUT, MAX_RATE_LIMIT_WAIT, Sleep
+from ..networks.bluesky import BlueskyCaller, bsky_client
+from .base import TIMELINE_CAP, AccountInfo, FetchResult, RawPost
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-Sleep = Callable[[float], Awaitable[Any]]
-
 NETWORK = "bsky"
 PAGE_SIZE = 100  # the largest `limit` getAuthorFeed accepts
-TIMELINE_CAP = 3200
-DEFAULT_TIMEOUT = 30.0
-RATE_LIMIT_MARGIN = 1.0  # seconds past `ratelimit-reset` before trying again
-RATE_LIMIT_FALLBACK = 60.0  # when a 429 says nothing about its reset
 _GONE = {"AccountTakedown": "suspended", "AccountDeactivated": "deactivated", "AccountSuspended": "suspended"}
 NO_LOGGED_OUT_VIEWERS = "!no-unauthenticated"  # a self-label: "do not show my posts to logged-out viewers"
 
 
-def bsky_client(base_url: str, timeout: float = DEFAULT_TIMEOUT, *, setting: str) -> AsyncClient:
-    """atproto's AsyncClient on `base_url` (it appends /xrpc), read from the setting named `setting`.
-    Close it with `await client.request.close()`."""
-    if not re.match(r"^https?://[^/\s]+", base_url.strip()):
-        raise ConfigError(f"{setting} must be an http(s) URL such as https://bsky.social, not {base_url!r}")
-    return AsyncClient(base_url.strip(), request=AsyncRequest(timeout=timeout))
-
-
-# -- Calling the network ---------------------------------------------------------------------------------------
-
-
-def reset_wait(error: RateLimitExceededError, now: float | None = None) -> float:
-    """Seconds until a 429's window resets (`ratelimit-reset`, else `retry-after`), plus a margin."""
-    now = datetime.now(timezone.utc).timestamp() if now is None else now
-    if error.reset_at is not None:
-        wait = error.reset_at.timestamp() - now
-    elif error.retry_after is not None:
-        wait = error.retry_after
-    else:
-        return RATE_LIMIT_FALLBACK
-    return max(0.0, wait) + RATE_LIMIT_MARGIN
-
-
-def xrpc_error(error: RequestErrorBase) -> tuple[str, str]:
-    """(error name, message) of an XRPC error answer, e.g. ("InvalidRequest", "Profile not found")."""
-    content = error.response.content if error.response is not None else None
-    if isinstance(content, XrpcError):
-        return content.error or "", content.message or ""
-    status = error.response.status_code if error.response is not None else "no answer"
-    return f"HTTP {status}", ""
-
-
-class BlueskyCaller:
-    """Awaits atproto calls with their errors turned into ours.
-
-    A 429 is waited out with `sleep` (asyncio.sleep: the event loop keeps running) when its window resets
-    within `max_wait` seconds, at most `max_waits` times; otherwise the call fails with a message saying when
-    to try again. `error` is raised for a certain failure and `unknown` when a request that creates something
-    went out but no clear answer came back (sources use SourceError for both; posting uses TargetError and
-    DeliveryUnknown). `what` names the thing asked for: "the posts of bsky:alice.bsky.social".
-    """
-
-    def __init__(self, *, error: type[MimicbotError] = SourceError, unknown: type[MimicbotError] = SourceError,
-                 sleep: Sleep = asyncio.sleep, max_waits: int = 3, max_wait: float = 15 * 60.0, auth_hint: str = ""):
-        self.error, self.unknown = error, unknown
-        self.sleep, self.max_waits, self.max_wait = sleep, max_waits, max_wait
-        self.auth_hint = auth_hint
-
-    async def __call__(self, request: Callable[[], Awaitable[T]], *, what: str, publishing: bool = False,
-                       bad_request: Callable[[str, str], MimicbotError | None] | None = None) -> T:
-        for attempt in range(self.max_waits + 1):
-            try:
-                return await request()
-            except RateLimitExceededError as e:
-                wait = reset_wait(e)
-                if attempt == self.max_waits or wait > self.max_wait:
-                    raise self.error(f"Bluesky is rate-limiting {what}; the limit resets in {wait:.0f} s, "
-                                     "try again then") from None
-                log.warning("Bluesky rate limit reached (%s); waiting %.0f s for it to reset", what, wait)
-                await self.sleep(wait)
-            except BadRequestError as e:
-                name, message = xrpc_error(e)
-                raise (bad_request and bad_request(name, message)) or self.error(
-                    f"Bluesky rejected {what} ({name}: {message or 'no detail'})") from None
-            except UnauthorizedError as e:
-                name, message = xrpc_error(e)
-                hint = f"; {self.auth_hint}" if self.auth_hint else ""
-                raise AuthError(f"Bluesky refused {what} ({name}: {message or 'no detail'}){hint}") from None
-            except (AtProtocolError, httpx.HTTPError) as e:
-                raise self._failure(e, what, publishing) from None
-        raise AssertionError("unreachable")
-
-    def _failure(self, e: Exception, what: str, publishing: bool) -> MimicbotError:
-        """A transport failure, a server error or an answer of the wrong shape."""
-        status = e.response.status_code if isinstance(e, RequestErrorBase) and e.response is not None else None
-        never_sent = isinstance(e.__cause__, httpx.ConnectError) or isinstance(e, httpx.ConnectError)
-        answered_badly = status is not None and (status >= 500 or status in (409, 413))
-        timed_out = isinstance(e, (InvokeTimeoutError, httpx.TimeoutException))
-        if publishing and not never_sent and (timed_out or answered_badly or isinstance(e, NetworkError)):
-            return self.unknown(f"Bluesky did not confirm {what} ({_describe(e)}); it may or may not be posted")
-        if isinstance(e, (NetworkError, RequestException, httpx.HTTPError)):
-            return self.error(f"could not reach Bluesky for {what}: {_describe(e)}")
-        return self.error(f"Bluesky answered {what} with something unexpected: {_describe(e)}")
-
-
-def _describe(e: Exception) -> str:
-    if isinstance(e, InvokeTimeoutError) or isinstance(e.__cause__, httpx.TimeoutException):
-        return "timed out"
-    cause = e.__cause__ if isinstance(e, RequestErrorBase) and e.response is None and e.__cause__ else e
-    return str(cause) or type(cause).__name__
 
 
 # -- The author feed source ---------------------------------------------------------------------------------
@@ -169,7 +50,7 @@ class BlueskySource:
     network = NETWORK
 
     def __init__(self, spec: str, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT,
-                 sleep: Sleep = asyncio.sleep, max_rate_limit_wait: float = 15 * 60.0):
+                 sleep: Sleep = asyncio.sleep, max_rate_limit_wait: float = MAX_RATE_LIMIT_WAIT):
         self.handle = bluesky_handle(spec)
         self.label = f"bsky:{self.handle}"
         self.settings = settings

@@ -29,7 +29,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 
 from ..errors import MalformedImport, SourceError, ValidationError
-from .base import AccountInfo, FetchResult, RawPost, normalise_handle
+from ..naming import normalise_handle
+from .base import AccountInfo, FetchResult, RawPost
 
 _TWEET_FILES = ("tweets.js", "tweet.js")
 _NOTE_FILES = ("note-tweet.js",)

@@ -1,4 +1,4 @@
-"""Posts from Mastodon through Mastodon.py, and the call wrapper that posting to Mastodon shares.
+"""Posts from Mastodon through Mastodon.py.
 
 `mastodon:@alice@example.social` reads from MASTODON_API_BASE when it is set (with MASTODON_ACCESS_TOKEN), else
 anonymously from the account's own instance (https://example.social), which holds its whole history; the token
@@ -9,11 +9,15 @@ Statuses come from `accounts/:id/statuses`, 40 a page, newest first, at most 3,2
 pages back with `max_id`; a later one pages forward from the stored newest id with `min_id`, so nothing
 between two fetches is skipped. Boosts come back as RawPosts with `is_retweet=True` (dropped by cleaning,
 counted). Only public and unlisted statuses are kept: a followers-only post is not for a public imitation.
+A status behind a content warning (`spoiler_text`) is skipped by default — its text is neither stored nor
+trained on, and the card counts it with the short posts (its text is empty); the fetch reports how many were
+skipped. MIMICBOT_MASTODON_INCLUDE_CW=true reads them like any other (it applies to statuses fetched from then
+on: one already stored stays as it was read).
 
 A status's HTML becomes text with a real HTML parser: paragraphs become blank lines, `<br>` a newline, links
 their text (the full URL, which cleaning then removes, as it does X's links), entities are unescaped, and the
-`RE: <link>` line Mastodon adds to quote posts is dropped. Mastodon.py is synchronous: each call runs in a
-worker thread, so the event loop never waits on the network.
+`RE: <link>` line Mastodon adds to quote posts is dropped. The client and the call wrapper (worker threads,
+rate-limit waits, errors) are Mastodon's, shared with posting: bot/networks/mastodon.py.
 """
 
 from __future__ import annotations
@@ -21,152 +25,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from html.parser import HTMLParser
-from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-from mastodon import (
-    Mastodon,
-    MastodonAPIError,
-    MastodonError,
-    MastodonNetworkError,
-    MastodonNotFoundError,
-    MastodonRatelimitError,
-    MastodonServerError,
-    MastodonUnauthorizedError,
-)
-from urllib3.exceptions import NewConnectionError
-
 from ..config import Settings
-from ..errors import (
-    AuthError,
-    ConfigError,
-    MimicbotError,
-    ProtectedAccount,
-    SourceError,
-    UnknownAccount,
-)
+from ..errors import ProtectedAccount, UnknownAccount
 from ..naming import parse_acct
-from .base import AccountInfo, FetchResult, RawPost
+from ..networks.base import DEFAULT_TIMEOUT, MAX_RATE_LIMIT_WAIT, Sleep
+from ..networks.mastodon import MastodonCaller, api_base_for, mastodon_client
+from .base import TIMELINE_CAP, AccountInfo, FetchResult, RawPost
+
+__all__ = ["MastodonSource", "api_base_for", "html_to_text", "parse_acct", "raw_post"]
 
 log = logging.getLogger(__name__)
 
-Sleep = Callable[[float], Awaitable[Any]]
-
 NETWORK = "mastodon"
 PAGE_SIZE = 40  # the largest `limit` accounts/:id/statuses accepts
-TIMELINE_CAP = 3200
-DEFAULT_TIMEOUT = 30.0
-RATE_LIMIT_MARGIN = 1.0
-RATE_LIMIT_FALLBACK = 60.0
 READABLE = ("public", "unlisted")
-
-
-def api_base_for(settings: Settings, instance: str) -> tuple[str, str | None]:
-    """(API base, token): the configured instance with its token, or the account's own instance, anonymously."""
-    if settings.mastodon_api_base:
-        return settings.mastodon_api_base.strip().rstrip("/"), settings.secret("mastodon_access_token")
-    return f"https://{instance}", None
-
-
-def mastodon_client(api_base: str, token: str | None, timeout: float = DEFAULT_TIMEOUT) -> Mastodon:
-    """A Mastodon.py client that raises on a 429 (we wait asynchronously) instead of sleeping in its thread."""
-    if not re.match(r"^https?://[^/\s]+", api_base):
-        raise ConfigError(f"MASTODON_API_BASE must be an http(s) URL such as https://mastodon.social, "
-                          f"not {api_base!r}")
-    return Mastodon(api_base_url=api_base, access_token=token, ratelimit_method="throw", request_timeout=timeout,
-                    session=requests.Session(), user_agent="mimicbot")
-
-
-# -- Calling the network ---------------------------------------------------------------------------------------
-
-
-class MastodonCaller:
-    """Runs Mastodon.py calls in a worker thread with their errors turned into ours.
-
-    A 429 is waited out with `sleep` (asyncio.sleep) when its window (X-RateLimit-Reset) resets within
-    `max_wait` seconds, at most `max_waits` times; otherwise a clear error. `error` is raised for a certain
-    failure, `unknown` when a request that creates something went out and no clear answer came back.
-    """
-
-    def __init__(self, client: Mastodon, *, error: type[MimicbotError] = SourceError,
-                 unknown: type[MimicbotError] = SourceError, sleep: Sleep = asyncio.sleep, max_waits: int = 3,
-                 max_wait: float = 15 * 60.0):
-        self.client = client
-        self.error, self.unknown = error, unknown
-        self.sleep, self.max_waits, self.max_wait = sleep, max_waits, max_wait
-
-    async def __call__(self, method: str, *args, what: str, publishing: bool = False,
-                       not_found: Callable[[], MimicbotError] | None = None, **kwargs) -> Any:
-        call = getattr(self.client, method)
-        for attempt in range(self.max_waits + 1):
-            try:
-                return await asyncio.to_thread(call, *args, **kwargs)
-            except MastodonRatelimitError:
-                wait = self.reset_wait()
-                if attempt == self.max_waits or wait > self.max_wait:
-                    raise self.error(f"Mastodon is rate-limiting {what}; the limit resets in {wait:.0f} s, "
-                                     "try again then") from None
-                log.warning("Mastodon rate limit reached (%s); waiting %.0f s for it to reset", what, wait)
-                await self.sleep(wait)
-            except MastodonNotFoundError as e:
-                raise (not_found and not_found()) or self.error(f"Mastodon found nothing for {what} "
-                                                                f"({_detail(e)})") from None
-            except MastodonUnauthorizedError as e:
-                raise AuthError(f"Mastodon refused the access token for {what} ({_detail(e)}); "
-                                "check MASTODON_ACCESS_TOKEN") from None
-            except MastodonServerError as e:
-                kind = self.unknown if publishing else self.error
-                raise kind(f"Mastodon had a server error during {what} ({_detail(e)})"
-                           + ("; it may or may not be posted" if publishing else "")) from None
-            except MastodonAPIError as e:
-                raise self.error(f"Mastodon rejected {what} ({_detail(e)})") from None
-            except MastodonNetworkError as e:
-                if publishing and not _never_sent(e):
-                    raise self.unknown(f"Mastodon did not answer {what}; it may or may not be posted") from None
-                raise self.error(f"could not reach Mastodon at {self.client.api_base_url} for {what}: "
-                                 f"{_root_cause(e)}") from None
-            except MastodonError as e:
-                raise self.error(f"Mastodon answered {what} with something unexpected: {e}") from None
-        raise AssertionError("unreachable")
-
-    def reset_wait(self, now: float | None = None) -> float:
-        """Seconds until the window resets (Mastodon.py keeps X-RateLimit-Reset, set to our clock), plus a margin."""
-        reset = self.client.ratelimit_reset
-        now = time.time() if now is None else now
-        if reset is None or reset <= now:
-            return RATE_LIMIT_FALLBACK
-        return reset - now + RATE_LIMIT_MARGIN
-
-
-def _detail(e: MastodonError) -> str:
-    """`MastodonAPIError('Mastodon API returned error', 422, 'Unprocessable Entity', 'Validation failed: ...')`."""
-    args = e.args
-    if len(args) >= 4:
-        return f"HTTP {args[1]}: {args[3] or args[2]}"
-    return str(e)
-
-
-def _chain(e: BaseException):
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        yield e
-        e = e.__cause__ or e.__context__
-
-
-def _never_sent(e: BaseException) -> bool:
-    """The connection was never made (refused, unknown host, connect timeout): the request cannot have arrived."""
-    return any(isinstance(x, (NewConnectionError, requests.ConnectTimeout)) for x in _chain(e))
-
-
-def _root_cause(e: BaseException) -> str:
-    last = list(_chain(e))[-1]
-    return str(last) or type(last).__name__
 
 
 # -- HTML to text -----------------------------------------------------------------------------------------------
@@ -230,11 +106,12 @@ class MastodonSource:
     network = NETWORK
 
     def __init__(self, spec: str, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT,
-                 sleep: Sleep = asyncio.sleep, max_rate_limit_wait: float = 15 * 60.0):
+                 sleep: Sleep = asyncio.sleep, max_rate_limit_wait: float = MAX_RATE_LIMIT_WAIT):
         self.user, self.instance = parse_acct(spec)
         self.handle = f"{self.user}@{self.instance}"
         self.label = f"mastodon:@{self.handle}"
         self.api_base, self._token = api_base_for(settings, self.instance)
+        self.include_cw = settings.mimicbot_mastodon_include_cw
         self.timeout = timeout
         self._sleep, self._max_wait = sleep, max_rate_limit_wait
 
@@ -247,8 +124,14 @@ class MastodonSource:
         finally:
             client.session.close()
         ids = [str(s["id"]) for s in statuses] + ([since_id] if since_id else [])
-        posts = [raw_post(s) for s in statuses if s.get("visibility", "public") in READABLE]
-        return FetchResult(account=account, posts=posts, cursor=max(ids, key=_id_order) if ids else None)
+        readable = [s for s in statuses if s.get("visibility", "public") in READABLE]
+        posts = [raw_post(s, include_cw=self.include_cw) for s in readable]
+        hidden = sum(1 for s in readable if behind_cw(s))
+        note = None
+        if hidden and not self.include_cw:
+            note = (f"{hidden:,} status{'es' if hidden != 1 else ''} behind a content warning skipped (counted "
+                    "with the short ones; MIMICBOT_MASTODON_INCLUDE_CW=true trains on them)")
+        return FetchResult(account=account, posts=posts, cursor=max(ids, key=_id_order) if ids else None, note=note)
 
     async def _account(self, call: MastodonCaller) -> AccountInfo:
         def missing() -> UnknownAccount:
@@ -291,12 +174,20 @@ class MastodonSource:
         return statuses
 
 
-def raw_post(status) -> RawPost:
+def behind_cw(status) -> bool:
+    """A status of the account's own (not a boost) with a content warning (`spoiler_text`)."""
+    return status.get("reblog") is None and bool((status.get("spoiler_text") or "").strip())
+
+
+def raw_post(status, *, include_cw: bool = False) -> RawPost:
+    """A status as a RawPost. One behind a content warning keeps no text unless `include_cw`: cleaning then
+    counts it as short and nothing of it is stored or trained on."""
     boosted = status.get("reblog")
     shown = boosted or status
+    hidden = behind_cw(status) and not include_cw
     return RawPost(
         id=str(status["id"]),
-        text=html_to_text(shown.get("content")),
+        text="" if hidden else html_to_text(shown.get("content")),
         created_at=_utc(status.get("created_at")),
         is_retweet=boosted is not None,
         is_reply=status.get("in_reply_to_id") is not None,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import MimicbotError
 from ..modelfolder import disk_error, is_disk_error
+from ..redaction import redact_output
 from .spec import TrainRequest
 
 PARENT_POLL_S = 1.0  # how often a child checks that its parent is still there
@@ -89,6 +90,7 @@ def _redirect_output(log_path: str) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    redact_output()  # the job log never holds a secret: Python's writes (tracebacks, warnings, logs) are redacted
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

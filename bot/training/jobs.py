@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UnknownAccount, UnknownJob, ValidationError
+from ..redaction import redact
 from ..store import Store, utcnow
 from .spec import AccountData, TrainRequest
 
@@ -183,6 +184,7 @@ def cancel_requested(store: Store, job_id: int) -> bool:
 def finish(store: Store, job_id: int, state: str, error: str | None = None, result: dict | None = None) -> dict:
     """A running job reaches a terminal state (or `queued` again, when its pool shuts down)."""
     with store.transaction() as db:
+        error = redact(error) if error else error  # a source's or a library's text: never a secret in the database
         _update(db, job_id, _REQUEUED if state == QUEUED else _ended(state, error, result), only_in=RUNNING)
     return get(store, job_id)
 

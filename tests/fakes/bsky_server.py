@@ -6,6 +6,7 @@ client makes, with the real paths, JSON shapes (camelCase, `$type`), error objec
     server.add_repost("alice.bsky.social", post)                     # post: the dict add_post returned
     server.rate_limit(1, reset_in=30, nsid="com.atproto.repo.createRecord")
     server.hold()                                                    # the next request waits for release()
+    server.fail(1, status=500, echo=True)                            # 500, the body echoing the request
     server.calls("com.atproto.server.createSession")                 # what was asked, in order
 
 Endpoints: GET app.bsky.actor.getProfile, app.bsky.feed.getAuthorFeed (newest first by sort time, limit 1-100,
@@ -199,6 +200,8 @@ class FakeBluesky(LocalServer):
     # -- protocol ---------------------------------------------------------------------------------
 
     def handle(self, method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, dict]:
+        if failed := self.take_failure(method, url, headers, body):
+            return failed[0], {}, failed[1]
         parts = urlsplit(url)
         nsid = parts.path.removeprefix("/xrpc/")
         query = parse_qs(parts.query)

@@ -16,6 +16,7 @@ installed, would otherwise upload large files to a Xet storage service this fake
 Every API call needs `Authorization: Bearer <token>` with the token given to the server (else 401), except
 the LFS object PUT, which like the hub's pre-signed storage URLs carries no token. What was asked is kept in
 `server.requests` (method, path, whether it was authorised) and what was committed in `server.repos`.
+`server.fail(1, status=500, echo=True)`: the next request gets that status and a body echoing the request.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
 import yaml
+
+from tests.fakes import Failing
 
 LFS_MIN_SIZE = 10 * 1024 * 1024  # the hub's rule: a text file becomes LFS above 10 MB, a binary one always
 REPO = r"(?P<repo>[^/]+/[^/]+?)"
@@ -51,7 +54,7 @@ class Seen:
     authorised: bool
 
 
-class FakeHub(ThreadingHTTPServer):
+class FakeHub(Failing, ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, token: str):
@@ -105,6 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(urlsplit(self.path).path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         authorised = self.headers.get("Authorization") == f"Bearer {self.server.token}"
+        if failed := self.server.take_failure(method, self.path, dict(self.headers.items()), body):
+            return self._answer(*failed)
         with self.server.lock:
             self.server.requests.append(Seen(method, path, authorised))
             try:
@@ -114,12 +119,15 @@ class _Handler(BaseHTTPRequestHandler):
                 status, payload = route(body, **args)
             except _Error as e:
                 status, payload = e.status, {"error": e.message}
+        self._answer(status, payload)
+
+    def _answer(self, status: int, payload: dict) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         if status >= 400:
-            self.send_header("X-Error-Message", payload["error"])
+            self.send_header("X-Error-Message", payload["error"].encode("latin-1", "replace").decode("latin-1"))
         self.end_headers()
         self.wfile.write(data)
 

@@ -3,15 +3,17 @@ shapes, snowflake ids, `Link` pagination headers, `{"error": ...}` answers and X
 
     server.add_account("alice", display_name="Alice")                # local to server.domain
     server.add_account("bob", domain="remote.example", known=False)  # found only by search with resolve=true
-    server.add_status("alice", "<p>hello</p>", visibility="public", reply_to=None, reblog_of=None)
+    server.add_status("alice", "<p>hello</p>", visibility="public", reply_to=None, reblog_of=None,
+                      spoiler_text="")                                # a content warning when not empty
     server.rate_limit(1, reset_in=30, path="/api/v1/statuses")       # 429 with an ISO 8601 X-RateLimit-Reset
     server.hold() / server.release()                                 # the next request waits for release()
+    server.fail(1, status=500, echo=True)                            # 500, the body echoing the request
     server.calls("/api/v1/statuses")                                 # what was asked, in order
 
 Endpoints: GET /api/v1/accounts/lookup?acct, /api/v1/accounts/search?q&resolve&limit (resolve needs a token),
 /api/v1/accounts/:id/statuses?limit(<=40)&max_id&min_id&since_id (anonymous readers see public and unlisted
-statuses only); POST /api/v1/statuses (Bearer token; form or JSON; status <= 500 characters; Idempotency-Key
-returns the first status again).
+statuses only); POST /api/v1/statuses (Bearer token; form or JSON; status and spoiler_text together <= 500
+characters; Idempotency-Key returns the first status again).
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ class FakeMastodon(LocalServer):
         return next((a for a in self.accounts.values() if (a.username, a.domain) == (user, domain)), None)
 
     def add_status(self, author: str | FakeAccount, html: str, *, visibility: str = "public",
-                   reply_to: dict | None = None, reblog_of: dict | None = None) -> dict:
+                   reply_to: dict | None = None, reblog_of: dict | None = None, spoiler_text: str = "") -> dict:
         account = author if isinstance(author, FakeAccount) else self.account(author)
         with self._lock:
             self._clock += timedelta(minutes=1)
@@ -115,7 +117,8 @@ class FakeMastodon(LocalServer):
                 "id": sid, "created_at": self._clock.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
                 "in_reply_to_id": reply_to["id"] if reply_to else None,
                 "in_reply_to_account_id": reply_to["account"]["id"] if reply_to else None,
-                "sensitive": False, "spoiler_text": "", "visibility": visibility, "language": "en",
+                "sensitive": bool(spoiler_text), "spoiler_text": spoiler_text, "visibility": visibility,
+                "language": "en",
                 "uri": f"https://{host}/users/{account.username}/statuses/{sid}",
                 "url": f"https://{host}/@{account.username}/{sid}", "replies_count": 0, "reblogs_count": 0,
                 "favourites_count": 0, "edited_at": None, "content": "" if reblog_of else html,
@@ -161,6 +164,8 @@ class FakeMastodon(LocalServer):
     ]
 
     def handle(self, method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, Any]:
+        if failed := self.take_failure(method, url, headers, body):
+            return failed[0], {}, failed[1]
         parts = urlsplit(url)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
@@ -240,15 +245,17 @@ class FakeMastodon(LocalServer):
         if key and key in self.idempotency:
             return 200, {}, self.idempotency[key]
         text = str(form.get("status", ""))
+        spoiler = str(form.get("spoiler_text") or "")
         if not text.strip():
             raise ApiReply(422, "Validation failed: Text can't be blank")
-        if len(text) > 500:
+        if len(text) + len(spoiler) > 500:  # the content warning counts towards the limit
             raise ApiReply(422, "Validation failed: Text character limit of 500 exceeded")
         reply_to = next((s for s in self.statuses if s["id"] == form.get("in_reply_to_id")), None)
         if form.get("in_reply_to_id") and reply_to is None:
             raise ApiReply(404, "Record not found")
         html = "".join(f"<p>{escape(p).replace(chr(10), '<br>')}</p>" for p in text.split("\n\n"))
-        status = self.add_status(self.me, html, visibility=form.get("visibility", "public"), reply_to=reply_to)
+        status = self.add_status(self.me, html, visibility=form.get("visibility", "public"), reply_to=reply_to,
+                                 spoiler_text=spoiler)
         if key:
             self.idempotency[key] = status
         return 200, {}, status

@@ -7,8 +7,11 @@ status codes and rate-limit headers, and it returns only the fields a request as
 
     server.add_user("jack", name="Jack")                 # → FakeUser (ids are numeric strings)
     server.add_tweet("jack", "hello", kind="reply")       # kind: None, "retweet", "reply" or "quote"
+    server.add_tweet("jack", "a" * 600)                   # a long post: `text` is its first 280 characters,
+                                                          # the whole in `note_tweet` (only when asked)
     server.rate_limit(2, reset_in=1)                      # the next 2 requests get 429 + x-rate-limit-reset
     server.stall(1, seconds=2)                            # the next request answers after 2 s
+    server.fail(1, status=500, echo=True)                 # the next request: 500, its body echoing the request
     server.requests[-1].query["since_id"]                 # what was asked (Authorization left out)
 
 Endpoints:
@@ -57,6 +60,7 @@ TEST_CREDENTIALS = {
 PROBLEMS = "https://api.twitter.com/2/problems/"
 EPOCH = datetime(2020, 1, 1, tzinfo=timezone.utc)
 KINDS = {"retweet": "retweeted", "reply": "replied_to", "quote": "quoted"}
+LONG_POST = 280  # characters of `text`; a longer post's whole text is in `note_tweet`
 
 
 @dataclass
@@ -86,9 +90,12 @@ class FakeTweet:
     referenced_tweets: list[dict] = field(default_factory=list)
     in_reply_to_user_id: str | None = None
     lang: str = "en"
+    note_text: str | None = None  # the whole text of a post over 280 characters (`text` is its start)
 
     def to_json(self, fields: set[str]) -> dict:
         out = {"id": str(self.id), "text": self.text, "edit_history_tweet_ids": [str(self.id)]}
+        if self.note_text is not None and "note_tweet" in fields:  # as X: only when tweet.fields asks for it
+            out["note_tweet"] = {"text": self.note_text, "entities": {}}
         optional = {
             "created_at": self.created_at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
             "referenced_tweets": self.referenced_tweets or None,
@@ -165,8 +172,10 @@ class FakeXServer(LocalServer):
             target = in_reply_to or (self.tweets[0] if self.tweets else None)
             refs = [{"type": KINDS[kind], "id": str(target.id if target else 1)}] if kind else []
             reply_to = (target.author_id if target else user.id) if kind == "reply" else None
-            tweet = FakeTweet(tid, user.id, text, created_at or EPOCH + timedelta(minutes=len(self.tweets)),
-                              refs, reply_to)
+            long = len(text) > LONG_POST
+            tweet = FakeTweet(tid, user.id, text[:LONG_POST] if long else text,
+                              created_at or EPOCH + timedelta(minutes=len(self.tweets)), refs, reply_to,
+                              note_text=text if long else None)
             self.tweets.append(tweet)
             return tweet
 
@@ -208,6 +217,8 @@ class FakeXServer(LocalServer):
 
     def handle(self, method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, dict]:
         """One HTTP request → (status, extra headers, JSON body)."""
+        if failed := self.take_failure(method, url, headers, body):
+            return failed[0], {}, failed[1]
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         payload = json.loads(body) if body else None
@@ -305,7 +316,8 @@ class FakeXServer(LocalServer):
         user = self._readable_user("id", user_id, self.users.get(user_id))
         handle = re.compile(rf"@{re.escape(user.username)}\b", re.IGNORECASE)
         with self._lock:
-            mentions = [t for t in reversed(self.tweets) if handle.search(t.text) and t.author_id != user.id]
+            mentions = [t for t in reversed(self.tweets)
+                        if handle.search(t.note_text or t.text) and t.author_id != user.id]
         page = self._page(mentions, query)
         if "author_id" in query.get("expansions", "").split(",") and page.get("data"):
             authors = {self._tweet(int(t["id"])).author_id for t in page["data"]}

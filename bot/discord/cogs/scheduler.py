@@ -19,6 +19,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from ...errors import MimicbotError, UnknownOutgoing
+from ...redaction import redact
 from .. import checks
 from ..context import MimicContext
 from ..converters import model_autocomplete
@@ -61,10 +62,10 @@ class DraftButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mimicbot
             else:
                 outcome = await asyncio.to_thread(mimic.reject_draft, self.entry_id, who)
         except UnknownOutgoing as e:
-            await interaction.followup.send(str(e), ephemeral=True)
+            await interaction.followup.send(redact(str(e)), ephemeral=True)
             return
         except MimicbotError as e:
-            await interaction.followup.send(f"Could not do that: {e}", ephemeral=True)
+            await interaction.followup.send(f"Could not do that: {redact(str(e))}", ephemeral=True)
             return
         if interaction.message is not None:  # the draft itself, edited by the bot that sent it
             await interaction.message.edit(content=decided_text(outcome, interaction.user), view=None,
