@@ -15,7 +15,7 @@ from typing import Protocol
 
 from ..config import Settings
 from ..store import Store
-from ..errors import UnknownOutgoing
+from ..errors import AuthError, ConfigError, UnknownOutgoing
 from .base import DeliveryUnknown, PostRejected, Target, TargetError
 from .guards import CopyCheck, GuardConfig, Guards
 from .ledger import Ledger
@@ -103,7 +103,7 @@ class Poster:
             await asyncio.to_thread(self.ledger.unknown, entry_id, str(e))
             log.error("post %s to %s: outcome unknown: %s", entry_id, target.name, e)
             return PostOutcome("unknown", target.name, text=text, entry_id=entry_id, error=str(e))
-        except TargetError as e:
+        except (TargetError, AuthError, ConfigError) as e:  # refused, or stopped before any request went out
             await asyncio.to_thread(self.ledger.failed, entry_id, str(e))
             log.warning("post %s to %s failed: %s", entry_id, target.name, e)
             return PostOutcome("failed", target.name, text=text, entry_id=entry_id, error=str(e))
