@@ -35,9 +35,9 @@ def schedule_add(
     to: str = typer.Option(..., "--to", metavar="TARGET", help=TARGETS_HELP),
     cron: str = typer.Option(None, "--cron", help="5-field crontab, e.g. '0 9 * * mon-fri'"),
     every: str = typer.Option(None, "--every", help="an interval, e.g. 90m, 2h, 1h30m (at least 1m)"),
-    tz: str = typer.Option(None, "--tz", help="IANA time zone for --cron (default MIMICBOT_SCHEDULE_TIMEZONE)"),
+    tz: str = typer.Option(None, "--tz", help="IANA time zone of --cron (default MIMICBOT_SCHEDULE_TIMEZONE); not with --every"),
     approval: bool = typer.Option(False, "--approval", help="drafts wait for Approve in Discord"),
-    approval_channel: int = typer.Option(None, "--approval-channel", help="Discord channel id for the drafts"),
+    approval_channel: int = typer.Option(None, "--approval-channel", help="Discord channel id for the drafts (with --approval)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Add a schedule (exactly one of --cron and --every)."""
