@@ -189,7 +189,11 @@ class Mimicbot:
             return
         handles = None
         for spec in specs:
-            if looks_like_path(spec) or spec.startswith(("bsky:", "mastodon:")):
+            try:
+                parsed = parse_spec(spec)
+            except ValidationError:
+                continue  # reported, in the grammar's words, when the source is opened
+            if parsed.path is not None or parsed.network != "x":
                 continue
             if handles is None:
                 handles = [r["handle"] for r in self.store.query("select distinct handle from accounts order by 1")]
