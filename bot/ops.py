@@ -292,15 +292,21 @@ def expected_parts(settings: Settings) -> set[str]:
 def backup_database(source: Path, dest: Path) -> Path:
     """Copy a live SQLite database with SQLite's online backup API; returns the file written.
 
-    `dest` is a file path or an existing folder (then `mimicbot-<UTC time>.db` inside it). The copy is written
+    `dest` is a file path, or a folder — one that exists, or any path ending in `/`, created when missing — to
+    write `mimicbot-<UTC time>.db` into. The copy is written
     to a temporary file beside `dest`, checked (`PRAGMA integrity_check`), switched out of WAL mode so that it
     is one self-contained file, and only then renamed over `dest`: a failed backup leaves nothing behind and
     never damages an earlier backup. Writers are not blocked while it runs (WAL).
     """
+    as_folder = str(dest).endswith(("/", os.sep)) or Path(dest).is_dir()
     source, dest = Path(source), Path(dest)
     if not source.is_file():
         raise BackupError(f"no database at {source}")
-    if dest.is_dir():
+    if as_folder:
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BackupError(f"cannot create the folder {dest}: {e.strerror or e}") from None
         dest = dest / f"mimicbot-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.db"
     if not dest.parent.is_dir():
         raise BackupError(f"folder {dest.parent} does not exist")

@@ -9,6 +9,7 @@ nouns they share — job states, the default prompt, the card's table rows, a st
 from __future__ import annotations
 
 import asyncio
+import difflib
 import fcntl
 import json
 import logging
@@ -145,14 +146,63 @@ class Mimicbot:
             raise ValidationError("name at least one account or source to train on")
         if len(specs) > MAX_ACCOUNTS:
             raise ValidationError(f"a model learns from at most {MAX_ACCOUNTS} accounts; {len(specs)} were given")
-        hyper = {"base_model": self.settings.mimicbot_base_model, **{k: v for k, v in hyper.items() if v is not None}}
-        check_hyperparameters(TrainRequest(model_id="", accounts=[], models_dir="", **hyper))  # before any fetch
-        # the network is awaited; every SQLite read and write runs in a thread, off the event loop
+        # everything is checked before anything is fetched or stored, the cheap checks first; the network is
+        # awaited, every SQLite read and write runs in a thread, off the event loop
+        hyper = self._hyperparameters(hyper)
         stored = await asyncio.to_thread(self._stored_accounts, specs)
         missing = [spec for spec, a in stored.items() if a is None]
+        await asyncio.to_thread(self._check_fetchable, missing)
+        await asyncio.to_thread(self._check_base_model, hyper)
         started = utcnow()
         results = await self.read(missing) if missing else []
         return await asyncio.to_thread(self._request, specs, stored, results, started, hyper)
+
+    def check_train_options(self, **hyper) -> dict:
+        """The hyperparameters of a training request, defaults filled in (None: the default), or a ValidationError
+        for the first that cannot work: out of range, a base model that cannot be loaded here (no such folder, a
+        hub model neither cached nor downloadable now), a block size beyond the base model's context. Checked
+        before a job is queued or anything fetched, so a refused request leaves nothing behind."""
+        hyper = self._hyperparameters(hyper)
+        self._check_base_model(hyper)
+        return hyper
+
+    def _hyperparameters(self, given: dict) -> dict:
+        """The hyperparameters with the defaults filled in, each in range (ValidationError otherwise)."""
+        hyper = {"base_model": self.settings.mimicbot_base_model, **{k: v for k, v in given.items() if v is not None}}
+        check_hyperparameters(TrainRequest(model_id="", accounts=[], models_dir="", **hyper))
+        return hyper
+
+    def _check_base_model(self, hyper: dict) -> None:
+        """The base model can be loaded here (without a download, or the hub answers now) and the block size fits
+        its context (bot/training/basemodel.py)."""
+        from .training.basemodel import base_model_context
+
+        context = base_model_context(hyper["base_model"], self.settings.models_dir, self.settings.hf_endpoint)
+        block_size = hyper.get("block_size")
+        if context and block_size and block_size > context:
+            raise ValidationError(f"block_size {block_size} is longer than the base model's context ({context} "
+                                  f"tokens of {hyper['base_model']})")
+
+    def _check_fetchable(self, specs: list[str]) -> None:
+        """An X handle that names no stored account can only be fetched with X credentials: without them, a name
+        close to a stored account's is a typo, and is said to be one (rather than that X credentials are missing)."""
+        if self.settings.twitter_bearer_token is not None:
+            return
+        handles = None
+        for spec in specs:
+            try:
+                parsed = parse_spec(spec)
+            except ValidationError:
+                continue  # reported, in the grammar's words, when the source is opened
+            if parsed.path is not None or parsed.network != "x":
+                continue
+            if handles is None:
+                handles = [r["handle"] for r in self.store.query("select distinct handle from accounts order by 1")]
+            name = spec.strip().lstrip("@")
+            close = difflib.get_close_matches(name.lower(), handles, n=3, cutoff=0.6)
+            if close:
+                raise UnknownAccount(f"no account {name!r}; did you mean {' or '.join(close)}? (no X credentials "
+                                     f"are set to fetch @{name} from X: TWITTER_BEARER_TOKEN)")
 
     def _stored_accounts(self, specs: list[str]) -> dict[str, dict | None]:
         """Each SOURCE's stored account (None: it must be read); NotEnoughData if a stored one is short."""
@@ -266,9 +316,11 @@ class Mimicbot:
                  top_p: float | None = None, top_k: int | None = None, max_new_tokens: int | None = None,
                  seed: int | None = None):
         """Up to n new posts in the model's voice (a GenerationResult); copies of training posts are
-        refused and resampled. Settings left None come from the model's generation_config.json."""
-        from .generation import generate
+        refused and resampled. Settings left None come from the model's generation_config.json. Out-of-range
+        settings are refused (ValidationError) before the model is loaded."""
+        from .generation import check_settings, generate
 
+        check_settings(n, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens)
         return generate(self.cache.get(model_id), prompt, n, seed=seed, temperature=temperature, top_p=top_p,
                         top_k=top_k, max_new_tokens=max_new_tokens)
 
@@ -279,6 +331,10 @@ class Mimicbot:
     def models(self) -> list[dict]:
         """Every trained model: id, display name, accounts, created_at, size_mb, perplexity_after."""
         return self.model_store.list()
+
+    def stray_model_folders(self) -> list[str]:
+        """Folders in the models directory that hold a model under a name that is not a model id (never listed)."""
+        return self.model_store.strays()
 
     def model_ids(self) -> list[str]:
         """The ids of every trained model (cheap: no file is read)."""
@@ -300,11 +356,13 @@ class Mimicbot:
 
         return push_model(self.settings, model_id, repo, private=private)
 
-    def remove_model(self, model_id: str) -> None:
-        """Delete a model from disk (atomically) and from the cache."""
+    def remove_model(self, model_id: str) -> list[dict]:
+        """Delete a model from disk (atomically) and from the cache, and its schedules, which could only fail from
+        now on; returns the schedules removed."""
         self.model_store.remove(model_id)
         if self._cache is not None:
             self._cache.evict(model_id)
+        return self.schedules.remove_for_model(model_id)
 
     # -- posting --------------------------------------------------------------------------------
     # Schedules, the outgoing ledger, guards and targets live in bot/posting (no discord import there until a
@@ -358,10 +416,12 @@ class Mimicbot:
                    content_warning: str | None = None):
         """Generate, guard and send one post to `to` (`x`, `discord:CHANNEL_ID`, `bsky`, `mastodon`); a PostOutcome.
         Discord goes through `discord_client` when given (the daemon), else over REST with DISCORD_TOKEN (the
-        CLI). `content_warning`: Mastodon's `spoiler_text` for this post (else MIMICBOT_MASTODON_CW)."""
+        CLI). `content_warning`: Mastodon's `spoiler_text` for this post (else MIMICBOT_MASTODON_CW). Missing
+        credentials are refused (AuthError) before anything is generated or recorded; a dry run needs none."""
         from .posting.targets import build_target
 
-        target = build_target(to, self.settings, discord_client=discord_client, content_warning=content_warning)
+        target = build_target(to, self.settings, discord_client=discord_client, content_warning=content_warning,
+                              dry_run=dry_run)
         await asyncio.to_thread(self.model, model_id)
         return await self.poster.post(model_id, target, dry_run=dry_run)
 

@@ -44,6 +44,8 @@ def run_demo(epochs: int = DEMO_EPOCHS, lr: float = DEMO_LR, max_steps: int | No
     bot = service()
     stop = Stop()
     try:
+        # every option checked before the sample is fetched: a refused demo stores nothing
+        bot.check_train_options(base_model="tiny", epochs=epochs, lr=lr, seed=seed, max_steps=max_steps)
         _step("1. fetch", f"the bundled sample archive {sample_path().name}")
         reports = bot.fetch_blocking([str(sample_path())])
         out.print(stats_table([r.as_dict() for r in reports]))

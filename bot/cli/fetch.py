@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from ..service import STATS_ROWS
-from . import app, err, friendly, out, print_json, service
+from . import app, err, friendly, out, print_json, print_table, service, when
 
 accounts_app = typer.Typer(help="Accounts whose posts are stored.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
@@ -52,11 +52,11 @@ def accounts_list(as_json: bool = typer.Option(False, "--json")) -> None:
         print_json([{k: r[k] for k in ("network", "handle", "display_name", "downloaded", "retweets", "short",
                                         "kept", "since_id", "updated_at")} for r in rows])
         return
-    table = Table("network", "handle", "name", "downloaded", "retweets", "short", "kept", "updated")
-    for r in rows:
-        table.add_row(r["network"], "@" + r["handle"], r["display_name"] or "", f"{r['downloaded']:,}",
-                      f"{r['retweets']:,}", f"{r['short']:,}", f"{r['kept']:,}", r["updated_at"] or "")
-    out.print(table)
+    print_table(
+        ["network", "handle", "name", "downloaded", "retweets", "short", "kept", "updated"],
+        [[r["network"], "@" + r["handle"], r["display_name"] or "", f"{r['downloaded']:,}", f"{r['retweets']:,}",
+          f"{r['short']:,}", f"{r['kept']:,}", when(r["updated_at"])] for r in rows],
+        keys=("network", "handle", "downloaded", "retweets", "short", "kept"))
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from . import app, err, friendly, out, print_json, service
+from . import app, err, friendly, out, print_json, print_table, service, when
 
 models_app = typer.Typer(help="Trained models: list, show, remove, rewrite the card.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -17,6 +17,13 @@ def models_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every model with its accounts, date, size and held-out perplexity."""
     with service() as bot:
         rows = bot.models()
+        strays = bot.stray_model_folders()
+        models_dir = bot.settings.models_dir
+    if strays:
+        names = ", ".join(repr(s) for s in strays)
+        err.print(f"[yellow]warning:[/yellow] skipped {len(strays)} folder(s) in {models_dir} whose name is not a "
+                  f"model id (letters, digits, _ . -): {names}; rename them to use them", highlight=False,
+                  soft_wrap=True)
     if as_json:
         print_json(rows)
         return
@@ -24,11 +31,11 @@ def models_list(as_json: bool = typer.Option(False, "--json")) -> None:
         err.print("no models yet: `mimicbot train HANDLE` makes one (`mimicbot demo` shows the whole way)",
                   highlight=False)
         return
-    table = Table("id", "name", "accounts", "created", "size", "perplexity")
-    for r in rows:
-        table.add_row(r["id"], r["display_name"], ", ".join("@" + h for h in r["accounts"]), r["created_at"] or "",
-                      f"{r['size_mb']:,.1f} MB", _num(r["perplexity_after"]))
-    out.print(table)
+    print_table(
+        ["id", "name", "accounts", "created", "size", "perplexity"],
+        [[r["id"], r["display_name"], "\n".join("@" + h for h in r["accounts"]), when(r["created_at"]),
+          f"{r['size_mb']:,.1f} MB", _num(r["perplexity_after"])] for r in rows],
+        keys=("id", "accounts"))
 
 
 @models_app.command("show")
@@ -83,14 +90,17 @@ def models_rm(
     model_id: str = typer.Argument(..., metavar="ID"),
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
 ) -> None:
-    """Delete a model's directory (weights, card, pictures)."""
+    """Delete a model's directory (weights, card, pictures) and its schedules."""
     with service() as bot:
         path = bot.model(model_id)["path"]  # UnknownModel before any question
         if not yes and not typer.confirm(f"delete model {model_id} ({path})?"):
             err.print("kept", highlight=False)
             raise typer.Exit(1)
-        bot.remove_model(model_id)
+        schedules = bot.remove_model(model_id)
     out.print(f"deleted model {model_id}", highlight=False)
+    if schedules:
+        ids = ", ".join(str(s["id"]) for s in schedules)
+        out.print(f"removed its {len(schedules)} schedule(s): {ids}", highlight=False)
 
 
 @models_app.command("card")

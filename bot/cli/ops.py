@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from . import app, err, friendly, out, print_json, service
@@ -49,8 +47,9 @@ def health(as_json: bool = typer.Option(False, "--json", help="print the checks 
 
 @db_app.command("backup")
 @friendly
-def db_backup(path: Path = typer.Argument(..., help="backup file, or an existing folder to write "
-                                                     "mimicbot-<time>.db into")) -> None:
+def db_backup(path: str = typer.Argument(..., metavar="PATH", help="the backup file; or a folder (one that exists, "
+                                          "or any PATH ending in /, created) to write mimicbot-<time>.db into")
+              ) -> None:
     """Copy the live database (online: the daemon keeps running) to PATH, atomically."""
     from ..ops import backup_database
 

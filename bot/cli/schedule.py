@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 
 import typer
-from rich.table import Table
 
-from . import app, err, friendly, out, print_json, service
+from . import app, err, friendly, out, print_json, print_table, service, when
 
 schedule_app = typer.Typer(help="Schedules: when each model posts where.", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 outgoing_app = typer.Typer(help="The outgoing ledger: every post sent, refused or in doubt.", no_args_is_help=True)
 app.add_typer(outgoing_app, name="outgoing")
 
+TARGETS_HELP = "where to post: x, bsky, mastodon or discord:CHANNEL_ID"
 SCHEDULE_COLUMNS = ("id", "model_id", "target", "when", "require_approval", "paused", "next_fire", "last_fire_at",
                     "last_status", "last_error")
 
@@ -32,12 +32,12 @@ def _show_schedule(row: dict, verb: str) -> None:
 @friendly
 def schedule_add(
     model_id: str = typer.Argument(..., metavar="MODEL"),
-    to: str = typer.Option(..., "--to", help="x or discord:CHANNEL_ID"),
+    to: str = typer.Option(..., "--to", metavar="TARGET", help=TARGETS_HELP),
     cron: str = typer.Option(None, "--cron", help="5-field crontab, e.g. '0 9 * * mon-fri'"),
     every: str = typer.Option(None, "--every", help="an interval, e.g. 90m, 2h, 1h30m (at least 1m)"),
-    tz: str = typer.Option(None, "--tz", help="IANA time zone for --cron (default MIMICBOT_SCHEDULE_TIMEZONE)"),
+    tz: str = typer.Option(None, "--tz", help="IANA time zone of --cron (default MIMICBOT_SCHEDULE_TIMEZONE); not with --every"),
     approval: bool = typer.Option(False, "--approval", help="drafts wait for Approve in Discord"),
-    approval_channel: int = typer.Option(None, "--approval-channel", help="Discord channel id for the drafts"),
+    approval_channel: int = typer.Option(None, "--approval-channel", help="Discord channel id for the drafts (with --approval)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Add a schedule (exactly one of --cron and --every)."""
@@ -59,12 +59,12 @@ def schedule_list(as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         print_json([{k: r[k] for k in SCHEDULE_COLUMNS} for r in rows])
         return
-    table = Table("id", "model", "to", "when", "approval", "state", "next", "last")
-    for r in rows:
-        last = f"{r['last_status'] or ''} {r['last_error'] or ''}".strip()
-        table.add_row(str(r["id"]), r["model_id"], r["target"], r["when"], "yes" if r["require_approval"] else "",
-                      "paused" if r["paused"] else "active", r["next_fire"] or "", last)
-    out.print(table)
+    print_table(
+        ["id", "model", "to", "when", "approval", "state", "next", "last"],
+        [[str(r["id"]), r["model_id"], r["target"], r["when"], "yes" if r["require_approval"] else "",
+          "paused" if r["paused"] else "active", when(r["next_fire"]),
+          f"{r['last_status'] or ''} {r['last_error'] or ''}".strip()] for r in rows],
+        keys=("id", "model", "to", "state"))
 
 
 @schedule_app.command("rm")
@@ -96,16 +96,17 @@ def schedule_run_now(schedule_id: int = typer.Argument(..., metavar="ID")) -> No
     """Ask the running daemon to fire the schedule once, now."""
     with service() as bot:
         row = bot.run_schedule_now(schedule_id)
+        poll = bot.settings.mimicbot_schedule_poll_seconds
     _show_schedule(row, "queued to run now")
-    err.print("the daemon runs it within MIMICBOT_SCHEDULE_POLL_SECONDS (if it is not running, it runs at its start)",
-              style="dim", highlight=False)
+    err.print(f"the running daemon fires it within {poll:g} seconds (MIMICBOT_SCHEDULE_POLL_SECONDS); if no daemon "
+              "runs, it fires when one starts", style="dim", highlight=False)
 
 
 @app.command()
 @friendly
 def post(
     model_id: str = typer.Argument(..., metavar="MODEL"),
-    to: str = typer.Option(..., "--to", help="x, bsky, mastodon or discord:CHANNEL_ID"),
+    to: str = typer.Option(..., "--to", metavar="TARGET", help=TARGETS_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="generate and guard, print, send nothing"),
     cw: str = typer.Option(None, "--cw", metavar="TEXT",
                            help="Mastodon only: the post's content warning (default: MIMICBOT_MASTODON_CW)"),
@@ -142,11 +143,11 @@ def outgoing_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "status", "to", "model", "text", "remote id", "when", "error")
-    for r in rows:
-        table.add_row(str(r["id"]), r["status"], r["target"], r["model_id"], r["text"], r["remote_id"] or "",
-                      r["sent_at"] or r["created_at"], r["error"] or "")
-    out.print(table)
+    print_table(
+        ["id", "status", "to", "model", "text", "remote id", "when", "error"],
+        [[str(r["id"]), r["status"], r["target"], r["model_id"], r["text"], r["remote_id"] or "",
+          when(r["sent_at"] or r["created_at"]), r["error"] or ""] for r in rows],
+        keys=("id", "status", "to", "model"))
 
 
 @outgoing_app.command("resolve")

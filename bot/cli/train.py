@@ -11,10 +11,9 @@ from contextlib import contextmanager
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from ..service import RUNNING, TERMINAL, Stop
-from . import app, err, friendly, out, print_json, service
+from . import app, err, friendly, out, print_json, print_table, service, when
 
 jobs_app = typer.Typer(help="Training jobs: queued, running and finished.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
@@ -146,7 +145,7 @@ def _duration(seconds) -> str:
 @jobs_app.command("list")
 @friendly
 def jobs_list(
-    state: list[str] = typer.Option(None, "--state", help="only jobs in this state (repeatable)"),
+    state: list[str] = typer.Option(None, "--state", help="only jobs in this state: queued, running, succeeded, failed or cancelled (repeatable)"),
     limit: int = typer.Option(50, "--limit", min=1),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -156,11 +155,11 @@ def jobs_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "model", "state", "progress", "loss", "by", "created", "error")
-    for r in rows:
-        table.add_row(str(r["id"]), r["model_id"], r["state"], _progress(r), _fmt(r["loss"], "{:.3f}"),
-                      r["requested_by"] or "", r["created_at"], r["error"] or "")
-    out.print(table)
+    print_table(
+        ["id", "model", "state", "progress", "loss", "by", "created", "error"],
+        [[str(r["id"]), r["model_id"], r["state"], _progress(r), _fmt(r["loss"], "{:.3f}"), r["requested_by"] or "",
+          when(r["created_at"]), r["error"] or ""] for r in rows],
+        keys=("id", "model", "state", "progress", "loss"))
 
 
 @jobs_app.command("show")

@@ -9,3 +9,10 @@
 
 Imports inside this package are absolute, so `import discord` is discord.py, never this package.
 """
+
+from discord.voice_client import VoiceClient
+
+# The bot never joins a voice channel: discord.py's warnings that PyNaCl and davey (voice libraries) are not
+# installed would only be noise on every start.
+VoiceClient.warn_nacl = False
+VoiceClient.warn_dave = False

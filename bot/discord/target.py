@@ -19,7 +19,7 @@ import aiohttp
 import discord
 from discord.http import HTTPClient, handle_message_parameters
 
-from ..errors import AuthError, ConfigError
+from ..errors import ConfigError
 from ..posting.base import DeliveryUnknown, TargetError
 
 DISCORD_MAX_LENGTH = 2000
@@ -84,14 +84,14 @@ class DiscordRestTarget(_DiscordTarget):
         self._token = token
 
     async def _send(self, text: str) -> str:
-        if not self._token:
-            raise AuthError("no Discord token: set DISCORD_TOKEN in the environment or .env")
+        if not self._token:  # refused before any request: certainly not posted
+            raise TargetError("no Discord token: set DISCORD_TOKEN in the environment or .env")
         http = HTTPClient(asyncio.get_running_loop())
         try:
             try:
                 await http.static_login(self._token)
             except discord.LoginFailure:
-                raise AuthError("Discord refused DISCORD_TOKEN") from None
+                raise TargetError("Discord refused DISCORD_TOKEN") from None  # before the post was sent
             params = handle_message_parameters(content=text, allowed_mentions=discord.AllowedMentions.none())
             data = await http.send_message(self.channel_id, params=params)
             return str(data["id"])

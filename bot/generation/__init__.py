@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from ..cleaning import DEFAULT_PROMPT
+from ..errors import ValidationError
 from .cache import LoadedModel
 
 EXTRA_ROUNDS = 3  # resampling rounds after the first, for samples the anti-copy check refused
@@ -21,6 +22,25 @@ SPARE = 0.3  # the first round draws this much more than asked (rounded down): s
 # than a second round (bench/README.md), and some samples are always refused
 MAX_BATCH = 32
 DEFAULTS = {"temperature": 1.0, "top_p": 0.95, "top_k": 0, "max_new_tokens": 60}
+MAX_POSTS = 64  # posts one call may ask for: what the resampling budget (1 + EXTRA_ROUNDS batches) can serve
+MAX_NEW_TOKENS = 1024
+
+
+def check_settings(n: int | None = None, *, temperature: float | None = None, top_p: float | None = None,
+                   top_k: int | None = None, max_new_tokens: int | None = None) -> None:
+    """Out-of-range generation settings are a person's mistake: say which one and why (ValidationError). Settings
+    left None are not checked. Cheap: call it before a model is loaded."""
+    checks = [
+        (n, lambda v: 1 <= v <= MAX_POSTS, f"n must be between 1 and {MAX_POSTS} (got {n})"),
+        (max_new_tokens, lambda v: 1 <= v <= MAX_NEW_TOKENS,
+         f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS} (got {max_new_tokens})"),
+        (temperature, lambda v: v > 0, f"temperature must be above 0 (got {temperature})"),
+        (top_p, lambda v: 0 < v <= 1, f"top_p must be in (0, 1] (got {top_p})"),
+        (top_k, lambda v: v >= 0, f"top_k must be 0 (off) or more (got {top_k})"),
+    ]
+    for value, ok, message in checks:
+        if value is not None and not ok(value):
+            raise ValidationError(message)
 
 
 @dataclass
@@ -65,6 +85,7 @@ def generate(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, n: int = 5, *, s
     or repeat another sample are refused and replaced, drawing twice the shortfall in each extra round."""
     from .sampling import sample
 
+    check_settings(n, **{k: v for k, v in given.items() if k in DEFAULTS})
     started = time.perf_counter()
     settings = resolve_settings(loaded, prompt, **given)
     texts: list[str] = []

@@ -20,6 +20,11 @@ _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _LOAD_LOCK = threading.Lock()  # transformers' from_pretrained is not thread-safe (its meta-device set-up)
 
 
+def valid_id(name: str | None) -> bool:
+    """A model id: letters, digits, `_`, `.` and `-`, not starting with `.` or `-`, no `..`."""
+    return bool(_ID.match(name or "")) and ".." not in name
+
+
 class ModelStore:
     """The models on disk: list, describe, load and remove them."""
 
@@ -30,13 +35,22 @@ class ModelStore:
     # -- finding ----------------------------------------------------------------------------------
 
     def ids(self) -> list[str]:
+        """The ids of the models on disk: folders holding a model whose name is a valid model id."""
+        return [p.name for p in self._model_folders() if valid_id(p.name)]
+
+    def strays(self) -> list[str]:
+        """Folders in the models directory that hold a model but whose name is not a valid model id (a copy
+        named `ada_bytes copy`, say): never listed or loaded, so that one odd folder cannot break the rest."""
+        return [p.name for p in self._model_folders() if not valid_id(p.name)]
+
+    def _model_folders(self) -> list[Path]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if modelfolder.is_model(p))
+        return sorted((p for p in self.root.iterdir() if modelfolder.is_model(p)), key=lambda p: p.name)
 
     def path(self, model_id: str) -> Path:
         """The model's directory; UnknownModel (with the closest ids) when there is none."""
-        if _ID.match(model_id or "") and ".." not in model_id:
+        if valid_id(model_id):
             path = self.root / model_id
             if modelfolder.is_model(path):
                 return path

@@ -16,7 +16,7 @@ from typing import Protocol
 from ..config import Settings
 from ..redaction import redact
 from ..store import Store
-from ..errors import UnknownOutgoing
+from ..errors import AuthError, ConfigError, UnknownOutgoing
 from .base import DeliveryUnknown, PostRejected, Target, TargetError
 from .guards import CopyCheck, GuardConfig, Guards
 from .ledger import Ledger
@@ -106,7 +106,7 @@ class Poster:
             await asyncio.to_thread(self.ledger.unknown, entry_id, why)
             log.error("post %s to %s: outcome unknown: %s", entry_id, target.name, why)
             return PostOutcome("unknown", target.name, text=text, entry_id=entry_id, error=why)
-        except TargetError as e:
+        except (TargetError, AuthError, ConfigError) as e:  # refused, or stopped before any request went out
             why = redact(str(e))
             await asyncio.to_thread(self.ledger.failed, entry_id, why)
             log.warning("post %s to %s failed: %s", entry_id, target.name, why)

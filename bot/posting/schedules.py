@@ -111,8 +111,16 @@ class Schedules:
         tz = parse_timezone(tz_name)
         if (cron is None) == (every is None):
             raise ValidationError("give exactly one of a cron expression or an interval")
+        if every is not None and timezone:
+            raise ValidationError("a time zone only applies to a cron schedule; an interval counts from when it is "
+                                  "added, in any zone: drop the time zone")
+        if approval_channel_id is not None and not require_approval:
+            raise ValidationError("an approval channel only applies to a schedule that needs approval: add --approval "
+                                  "(or drop the channel)")
         if cron is not None:
-            cron_trigger(cron, tz)
+            trigger = cron_trigger(cron, tz)
+            if trigger.get_next_fire_time(None, datetime.now(tz)) is None:
+                raise ValidationError(f"cron expression {cron!r} never fires (no such date): check its day and month")
             kind, spec = "cron", " ".join(cron.split())
         else:
             kind, spec = "interval", str(parse_interval(every))
@@ -144,6 +152,15 @@ class Schedules:
             db.execute("delete from schedules where id = ?", [schedule_id])
             state.bump(db, state.SCHEDULES_VERSION)
         return row
+
+    def remove_for_model(self, model_id: str) -> list[dict]:
+        """Delete every schedule of a model (the model is gone); returns their rows."""
+        with self.store.transaction() as db:
+            rows = [dict(r) for r in db.query("select * from schedules where model_id = ? order by id", [model_id])]
+            if rows:
+                db.execute("delete from schedules where model_id = ?", [model_id])
+                state.bump(db, state.SCHEDULES_VERSION)
+        return rows
 
     def pause(self, schedule_id: int) -> dict:
         return self._edit(schedule_id, paused=1)

@@ -109,8 +109,11 @@ def get(store: Store, job_id: int) -> dict:
 
 def list_jobs(store: Store, states: tuple[str, ...] | None = None, limit: int = 50,
               guild_id: int | None = None) -> list[dict]:
-    """The newest jobs first, of these states and this Discord server when given."""
+    """The newest jobs first, of these states and this Discord server when given (ValidationError for a state
+    that does not exist)."""
     clauses, params = [], []
+    if unknown := [s for s in states or () if s not in ACTIVE + TERMINAL]:
+        raise ValidationError(f"unknown state {unknown[0]!r}; one of {', '.join(ACTIVE + TERMINAL)}")
     if states:
         clauses.append(f"state in ({', '.join('?' for _ in states)})")
         params.extend(states)
