@@ -13,6 +13,7 @@ from functools import wraps
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import MimicbotError
 
@@ -39,7 +40,8 @@ def friendly(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except MimicbotError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, markup=True, soft_wrap=True)
+            # the message may quote what was typed: `[/x]` is a name, not markup for the console
+            err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
 
     return wrapper
