@@ -421,3 +421,42 @@ def test_the_service_prompt_rule():
             check_prompt(bad)
     with pytest.raises(ValidationError):
         check_prompt("\u200b \ufeff")
+
+
+# -- the other commands that take a number or free text ------------------------------------------------------
+
+
+async def test_pages_and_limits_out_of_range_are_refused(world, slash):
+    for page in ("0", "-1", "99999999999999999999"):
+        await refused_prefix(world, f"!models {page}", "between 1 and")
+    before = stored(world.mimic)
+    for page in (0, -1, 10**20):  # past the client's min and max: the nearest page, a safe result
+        run = await slash.invoke("models", page=page)
+        assert run.messages[-1]["embeds"][0]["footer"]["text"].startswith("Page 1/1")
+    assert stored(world.mimic) == before
+    for jobs in ("0", "51", "99999999999999999999"):
+        await refused_prefix(world, f"!config max-queue {jobs}", "between 1 and", by=world.admin)
+    for jobs in (0, 51, -5, 10**20):
+        await refused_slash(world, slash, "config max-queue", "between 1 and", by=world.admin, jobs=jobs)
+
+
+async def test_help_for_a_hostile_command_name_is_one_short_line(world, slash):
+    for name in ("x" * 6000, "@everyone", "\u202egnp", "../help"):
+        reply = await refused_slash(world, slash, "help", "no command", command=name)
+        assert len(reply) < 300, reply
+
+
+HOSTILE_WHEN = ("0s", "-1h", "nan", "1e400m", "99999999999999h", "* * * * * *", "61 25 32 13 8", "9" * 5000, "²",
+                "\u0663h", "2h\x00")
+HOSTILE_TO = ("../../x", "discord:abc", "discord:-1", "discord:99999999999999999999999", "z" * 5000, "@everyone")
+
+
+async def test_a_hostile_schedule_is_refused(world, slash):
+    for when in HOSTILE_WHEN:
+        await refused_slash(world, slash, "schedule add", by=world.admin, model=TRAINED_MODEL, when=when)
+    for to in HOSTILE_TO:
+        await refused_slash(world, slash, "schedule add", by=world.admin, model=TRAINED_MODEL, when="2h", to=to)
+    await refused_slash(world, slash, "schedule add", by=world.admin, model=TRAINED_MODEL, when="0 9 * * *",
+                        timezone="../../etc/localtime")
+    for schedule_id in ("abc", "99999999999999999999", "-1"):
+        await refused_prefix(world, f"!schedule remove {schedule_id}", by=world.admin)
