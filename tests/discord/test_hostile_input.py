@@ -460,3 +460,15 @@ async def test_a_hostile_schedule_is_refused(world, slash):
                         timezone="../../etc/localtime")
     for schedule_id in ("abc", "99999999999999999999", "-1"):
         await refused_prefix(world, f"!schedule remove {schedule_id}", by=world.admin)
+
+
+def test_forget_through_the_service_keeps_its_lock_in_its_folder(mimic):
+    """The CLI's `mimicbot forget` takes any text: whatever it is, the lock file stays in <data dir>/locks."""
+    from bot.errors import UnknownAccount
+
+    data = mimic.settings.data_dir
+    for handle in ("../../escaped", "/tmp/absolute", "..", "a/b"):
+        with pytest.raises(UnknownAccount):
+            mimic.forget(handle)
+    outside = [p for p in data.parent.rglob("*.lock") if p.parent != data / "locks"]
+    assert outside == [] and len(list((data / "locks").iterdir())) == 4
