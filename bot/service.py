@@ -16,9 +16,11 @@ import logging
 import shutil
 import threading
 import time
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property
+from urllib.parse import quote
 
 from .cleaning import DEFAULT_PROMPT, clean_post
 from .config import Settings, load_settings
@@ -39,6 +41,26 @@ log = logging.getLogger(__name__)
 MAX_ACCOUNTS = 3  # a cyborg is at most three people, as in the recipe
 FORGET_WAIT_S = 60.0  # how long forget waits for a cancelled job to stop (a run stops within seconds)
 FORGOTTEN = "[forgotten]"  # what the outgoing ledger keeps of a forgotten model's posts
+MAX_PROMPT_CHARS = 1000  # a prompt is how a post starts; the model reads about 1,024 tokens in all
+# direction overrides and isolates: invisible, they make text show in another order than it reads
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def check_prompt(prompt: str, limit: int = MAX_PROMPT_CHARS) -> str:
+    """The prompt as the model reads it (whitespace folded to single spaces: a post is one line), or a
+    ValidationError: empty or only invisible characters, longer than `limit`, or holding a control character,
+    a direction override or half a surrogate pair (none is text a post could start with)."""
+    if not isinstance(prompt, str):
+        raise ValidationError("the prompt must be text")
+    folded = " ".join(prompt.split())
+    for char in folded:
+        if char in _BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Cs"):
+            raise ValidationError(f"the prompt contains an invisible control character (U+{ord(char):04X}); "
+                                  "remove it")
+    visible = [c for c in folded if not c.isspace() and unicodedata.category(c) != "Cf"]
+    if not visible or len(folded) > limit:
+        raise ValidationError(f"the prompt must be 1 to {limit} characters")
+    return folded
 
 
 @dataclass
@@ -320,7 +342,9 @@ class Mimicbot:
         settings are refused (ValidationError) before the model is loaded."""
         from .generation import check_settings, generate
 
-        check_settings(n, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens)
+        prompt = check_prompt(prompt)  # before the model is loaded: a refusal costs nothing
+        check_settings(n, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
+                       seed=seed)
         return generate(self.cache.get(model_id), prompt, n, seed=seed, temperature=temperature, top_p=top_p,
                         top_k=top_k, max_new_tokens=max_new_tokens)
 
@@ -512,10 +536,11 @@ class Mimicbot:
 
 @contextmanager
 def _account_lock(data_dir, handle: str):
-    """One forget of a handle at a time, across processes (an flock on <data dir>/locks/<handle>.lock)."""
+    """One forget of a handle at a time, across processes (an flock on <data dir>/locks/<handle>.lock, the handle
+    percent-encoded: whatever was typed, the file stays in that folder)."""
     locks = data_dir / "locks"
     locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{handle}.lock", "a") as f:
+    with open(locks / f"{quote(handle, safe='@')[:200]}.lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -570,5 +595,6 @@ def _newer(old: str | None, new: str | None) -> str | None:
     return new
 
 
-__all__ = ["ACTIVE", "CANCELLED", "DEFAULT_PROMPT", "FAILED", "FetchReport", "MAX_ACCOUNTS", "Mimicbot",
-           "MimicbotError", "PROGRESS_KEYS", "QUEUED", "RUNNING", "STATS_ROWS", "SUCCEEDED", "Stop", "TERMINAL"]
+__all__ = ["ACTIVE", "CANCELLED", "DEFAULT_PROMPT", "FAILED", "FetchReport", "MAX_ACCOUNTS", "MAX_PROMPT_CHARS",
+           "Mimicbot", "MimicbotError", "PROGRESS_KEYS", "QUEUED", "RUNNING", "STATS_ROWS", "SUCCEEDED", "Stop",
+           "TERMINAL", "check_prompt"]

@@ -263,6 +263,28 @@ def test_cli_generate_errors_are_one_line(settings, tiny_base, monkeypatch):
     assert result.exit_code == 2 and "temperature must be above 0" in result.stderr
 
 
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["[/x]"], "no model '[/x]'"),  # console markup in a name is shown, not parsed
+    (["ada", "--temperature", "inf"], "temperature must be above 0 and finite"),
+    (["ada", "--temperature", "nan"], "temperature must be above 0 and finite"),
+    (["ada", "-n", "100000"], "n must be between 1 and 64"),
+    (["ada", "--prompt", "a\x00b"], "invisible control character (U+0000)"),
+    (["ada", "--prompt", "a\u202eb"], "invisible control character (U+202E)"),
+    (["ada", "--prompt", "x" * 1001], "the prompt must be 1 to 1000 characters"),
+    (["ada", "--prompt", " \u200b "], "the prompt must be 1 to 1000 characters"),
+])
+def test_cli_generate_refuses_hostile_settings(settings, tiny_base, monkeypatch, args, message):
+    """The service's rules, shared with Discord: one line on stderr, exit 2, no traceback."""
+    make_model_dir(settings.models_dir, "ada", tiny_base)
+    monkeypatch.setenv("MIMICBOT_MODELS_DIR", str(settings.models_dir))
+    monkeypatch.setenv("MIMICBOT_DATA_DIR", str(settings.data_dir))
+    result = cli("generate", *args)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert message in line and "Traceback" not in result.output
+
+
 # -- the model store and `mimicbot models` --------------------------------------------------------------
 
 

@@ -244,7 +244,7 @@ def test_tables_keep_ids_and_handles_whole_at_80_columns(settings):
     (["-n", "-3"], "n must be between 1 and 64 (got -3)"),
     (["-n", "100000"], "n must be between 1 and 64 (got 100000)"),
     (["-n", "0"], "n must be between 1 and 64 (got 0)"),
-    (["--temperature", "0"], "temperature must be above 0 (got 0.0)"),
+    (["--temperature", "0"], "temperature must be above 0 and finite (got 0.0)"),
     (["--top-p", "1.5"], "top_p must be in (0, 1] (got 1.5)"),
     (["--max-new-tokens", "0"], "max_new_tokens must be between 1 and 1024 (got 0)"),
 ])

@@ -79,6 +79,7 @@ def friendly(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except MimicbotError as e:
+            # the message may quote what was typed: `[/x]` is a name, not markup for the console
             err.print(f"[red]error:[/red] {escape(redact(str(e)))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
 

@@ -60,7 +60,7 @@ def explain(error: BaseException) -> Explanation:
     info, warn = logging.INFO, logging.WARNING
     match e:
         case MimicbotError():
-            return Explanation(clip(neutralise(redact(str(e))), 1900), info)
+            return Explanation(clip(neutralise(_line(redact(str(e)))), 1900), info)
         case commands.CommandNotFound() | app_commands.CommandNotFound():
             return Explanation(None, logging.DEBUG)
         case commands.CommandOnCooldown() | app_commands.CommandOnCooldown():
@@ -90,7 +90,7 @@ def explain(error: BaseException) -> Explanation:
             kind = _KINDS.get(m["type"], f"a {m['type']}")
             return Explanation(f"`{m['param']}` must be {kind}. See `help` for how to use this command.", info)
         case commands.BadArgument() | commands.UserInputError():
-            return Explanation(clip(neutralise(redact(str(e))), 300) or "I couldn't read those arguments.", info)
+            return Explanation(clip(neutralise(_line(redact(str(e)))), 300) or "I couldn't read those arguments.", info)
         case app_commands.TransformerError():
             return Explanation(f"I couldn't read {clip(neutralise(redact(str(e.value))), 100)!r}.", info)
         case discord.Forbidden():
@@ -101,6 +101,11 @@ def explain(error: BaseException) -> Explanation:
             ref = secrets.token_hex(3)
             return Explanation(f"Something went wrong on my side (reference `{ref}`); it has been logged.",
                                logging.ERROR, ref)
+
+
+def _line(text: str) -> str:
+    """One line: a reply is never more (an error's text may quote what was typed, line breaks and all)."""
+    return " ".join(text.split())
 
 
 def _perms(names: list[str]) -> str:

@@ -22,12 +22,16 @@ FAIL_COLOUR = discord.Colour.red()
 GREY = discord.Colour.light_grey()
 
 _AT = re.compile(r"@(?!\u200b)")
+# control characters but line breaks and tabs, direction overrides and isolates (which make text show in another
+# order than it reads: "\u202egnp.exe" shows as "exe.png"), half surrogate pairs (not text: Discord refuses them)
+_UNSHOWABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def neutralise(text: str) -> str:
-    """Make every mention inert: a zero-width space after each `@` (so `@everyone`, `@here`, `<@123>`,
-    `<@&123>` and `@handle` all stay visible but are no longer mentions). Idempotent."""
-    return _AT.sub("@" + ZWSP, text)
+    """Make text the bot did not write inert: a zero-width space after each `@` (so `@everyone`, `@here`,
+    `<@123>`, `<@&123>` and `@handle` all stay visible but are no longer mentions), and no control character,
+    direction override or half surrogate pair. Idempotent."""
+    return _AT.sub("@" + ZWSP, _UNSHOWABLE.sub("", text))
 
 
 def clip(text: str, limit: int) -> str:

@@ -10,6 +10,7 @@ models or reading an anti-copy index stays quick.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -22,25 +23,37 @@ SPARE = 0.3  # the first round draws this much more than asked (rounded down): s
 # than a second round (bench/README.md), and some samples are always refused
 MAX_BATCH = 32
 DEFAULTS = {"temperature": 1.0, "top_p": 0.95, "top_k": 0, "max_new_tokens": 60}
-MAX_POSTS = 64  # posts one call may ask for: what the resampling budget (1 + EXTRA_ROUNDS batches) can serve
+MAX_N = 64
 MAX_NEW_TOKENS = 1024
 
 
-def check_settings(n: int | None = None, *, temperature: float | None = None, top_p: float | None = None,
-                   top_k: int | None = None, max_new_tokens: int | None = None) -> None:
-    """Out-of-range generation settings are a person's mistake: say which one and why (ValidationError). Settings
-    left None are not checked. Cheap: call it before a model is loaded."""
-    checks = [
-        (n, lambda v: 1 <= v <= MAX_POSTS, f"n must be between 1 and {MAX_POSTS} (got {n})"),
-        (max_new_tokens, lambda v: 1 <= v <= MAX_NEW_TOKENS,
-         f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS} (got {max_new_tokens})"),
-        (temperature, lambda v: v > 0, f"temperature must be above 0 (got {temperature})"),
-        (top_p, lambda v: 0 < v <= 1, f"top_p must be in (0, 1] (got {top_p})"),
-        (top_k, lambda v: v >= 0, f"top_k must be 0 (off) or more (got {top_k})"),
-    ]
-    for value, ok, message in checks:
-        if value is not None and not ok(value):
-            raise ValidationError(message)
+def check_settings(n, *, temperature=None, top_p=None, top_k=None, max_new_tokens=None, seed=None) -> None:
+    """Out-of-range or wrong-typed sampling settings are a person's mistake: a ValidationError that names the
+    one and why, before any model is loaded. None: not given (the model's or the recipe's default applies)."""
+    def shown(value) -> str:
+        text = repr(value)
+        return text if len(text) <= 30 else text[:29] + "…"
+
+    if not _whole(n) or not 1 <= n <= MAX_N:
+        raise ValidationError(f"n must be between 1 and {MAX_N} (got {shown(n)})")
+    if max_new_tokens is not None and (not _whole(max_new_tokens) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS):
+        raise ValidationError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS} (got {shown(max_new_tokens)})")
+    if temperature is not None and not (_number(temperature) and 0 < temperature < math.inf):
+        raise ValidationError(f"temperature must be above 0 and finite (got {shown(temperature)})")
+    if top_p is not None and not (_number(top_p) and 0 < top_p <= 1):
+        raise ValidationError(f"top_p must be in (0, 1] (got {shown(top_p)})")
+    if top_k is not None and not (_whole(top_k) and top_k >= 0):
+        raise ValidationError(f"top_k must be 0 (off) or more (got {shown(top_k)})")
+    if seed is not None and not (_whole(seed) and abs(seed) < 2**62):
+        raise ValidationError(f"seed must be a whole number below 2**62 (got {shown(seed)})")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
 @dataclass
@@ -119,4 +132,4 @@ def refusal(loaded: LoadedModel, prompt: str, text: str, accepted: list[str]) ->
     return loaded.anticopy.check(text) if loaded.anticopy is not None else None
 
 
-__all__ = ["DEFAULTS", "GenerationResult", "LoadedModel", "generate", "resolve_settings"]
+__all__ = ["DEFAULTS", "GenerationResult", "LoadedModel", "check_settings", "generate", "resolve_settings"]

@@ -16,13 +16,10 @@ from .anticopy import AntiCopyIndex
 from .cache import LoadedModel
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "max_length")
 
+MAX_SHOWN = 60  # characters of an unknown model's name quoted back
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+MAX_ID = 255  # a model id is a folder's name: at most 255 bytes on every file system we run on
 _LOAD_LOCK = threading.Lock()  # transformers' from_pretrained is not thread-safe (its meta-device set-up)
-
-
-def valid_id(name: str | None) -> bool:
-    """A model id: letters, digits, `_`, `.` and `-`, not starting with `.` or `-`, no `..`."""
-    return bool(_ID.match(name or "")) and ".." not in name
 
 
 class ModelStore:
@@ -58,16 +55,18 @@ class ModelStore:
 
     def _unknown_message(self, model_id: str) -> str:
         ids = self.ids()
-        close = difflib.get_close_matches(model_id or "", ids, n=3, cutoff=0.5)
+        name = str(model_id)
+        shown = repr(name if len(name) <= MAX_SHOWN else name[:MAX_SHOWN - 1] + "…")  # a typed name: escaped, short
+        close = difflib.get_close_matches(name[:100], ids, n=3, cutoff=0.5)
         if close:
-            return f"no model {model_id!r}; did you mean {', '.join(close)}?"
+            return f"no model {shown}; did you mean {', '.join(close)}?"
         if ids:
-            return f"no model {model_id!r}; models: {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}"
-        return f"no model {model_id!r}; no model is trained yet (mimicbot train HANDLE)"
+            return f"no model {shown}; models: {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}"
+        return f"no model {shown}; no model is trained yet (mimicbot train HANDLE)"
 
     def stamp(self, model_id: str) -> tuple[int, int] | None:
         """Which version of the model is on disk (None: none is)."""
-        return modelfolder.stamp(self.root / model_id)
+        return modelfolder.stamp(self.root / model_id) if valid_id(model_id) else None
 
     # -- describing -------------------------------------------------------------------------------
 
@@ -139,6 +138,12 @@ class ModelStore:
         except FileNotFoundError:  # removed by another process meanwhile
             raise UnknownModel(self._unknown_message(model_id)) from None
         return path
+
+
+def valid_id(model_id) -> bool:
+    """A name that can only be a folder right under the models folder: no path, no `..`, not too long."""
+    return (isinstance(model_id, str) and len(model_id) <= MAX_ID and _ID.fullmatch(model_id) is not None
+            and ".." not in model_id)
 
 
 def _read_json(path: Path) -> dict:

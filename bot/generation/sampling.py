@@ -25,6 +25,7 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 
 from ..errors import ValidationError
 from ..cleaning import DEFAULT_PROMPT
+from . import check_settings
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # not line breaks, not whitespace: never in a post
 _LOCK = threading.Lock()
@@ -63,16 +64,7 @@ def stop_token_ids(tokenizer) -> torch.Tensor:
 
 def check_params(n: int, max_new_tokens: int, temperature: float, top_p: float, top_k: int) -> None:
     """Out-of-range sampling settings are a person's mistake: say which one and why."""
-    if n < 1 or n > 64:
-        raise ValidationError(f"n must be between 1 and 64 (got {n})")
-    if max_new_tokens < 1 or max_new_tokens > 1024:
-        raise ValidationError(f"max_new_tokens must be between 1 and 1024 (got {max_new_tokens})")
-    if not temperature > 0:
-        raise ValidationError(f"temperature must be above 0 (got {temperature})")
-    if not 0 < top_p <= 1:
-        raise ValidationError(f"top_p must be in (0, 1] (got {top_p})")
-    if top_k < 0:
-        raise ValidationError(f"top_k must be 0 (off) or more (got {top_k})")
+    check_settings(n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k)
 
 
 def first_line(text: str) -> str:

@@ -25,37 +25,47 @@ from .base import UnknownSchedule
 from .targets import validate_target_name
 
 MIN_INTERVAL = 60  # seconds: a bot posting more often than once a minute is spam
+MAX_INTERVAL = 366 * 86400  # seconds: a schedule fires at least once a year
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_INTERVAL = re.compile(r"(\d+)\s*([smhdw])")
+_INTERVAL = re.compile(r"([0-9]+)\s*([smhdw])")  # ASCII digits: "\u0663h" is no interval here
 
 
 def parse_interval(text: str) -> int:
     """`90m`, `every 2h`, `1h30m`, `3600` (seconds) → seconds. ValidationError if malformed or under a minute."""
     spec = text.strip().lower().removeprefix("every").strip()
-    if spec.isdigit():
+    if len(spec) > 40:  # no interval is written that long (and 5,000 digits are past what int() reads)
+        raise ValidationError(f"bad interval {_shown(text)}: use a number and a unit (s, m, h, d, w), e.g. 90m")
+    if spec.isascii() and spec.isdigit():
         seconds = int(spec)
     else:
         parts = _INTERVAL.findall(spec)
         if not parts or _INTERVAL.sub("", spec).strip():
-            raise ValidationError(f"bad interval {text!r}: use a number and a unit (s, m, h, d, w), e.g. 90m or 1h30m")
+            raise ValidationError(f"bad interval {_shown(text)}: use a number and a unit (s, m, h, d, w), e.g. 90m or 1h30m")
         seconds = sum(int(n) * _UNITS[unit] for n, unit in parts)
     if seconds < MIN_INTERVAL:
-        raise ValidationError(f"interval {text!r} is under a minute; the shortest is {MIN_INTERVAL} s")
+        raise ValidationError(f"interval {_shown(text)} is under a minute; the shortest is {MIN_INTERVAL} s")
+    if seconds > MAX_INTERVAL:  # beyond this, datetime arithmetic overflows long before a post is due
+        raise ValidationError(f"interval {_shown(text)} is over a year; the longest is {MAX_INTERVAL // 86400} days")
     return seconds
+
+
+def _shown(text: str) -> str:
+    """What was typed, quoted back short and escaped."""
+    return repr(text if len(text) <= 40 else text[:39] + "…")
 
 
 def parse_timezone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Paris") from None
+        raise ValidationError(f"unknown time zone {_shown(name)}: use an IANA name such as UTC or Europe/Paris") from None
 
 
 def cron_trigger(expr: str, tz: ZoneInfo) -> CronTrigger:
     """A 5-field crontab (minute hour day month weekday) in `tz`; ValidationError saying what is wrong."""
     fields = expr.split()
     if len(fields) != 5:
-        raise ValidationError(f"bad cron expression {expr!r}: expected 5 fields (minute hour day month weekday), "
+        raise ValidationError(f"bad cron expression {_shown(expr)}: expected 5 fields (minute hour day month weekday), "
                               f"got {len(fields)}")
     try:
         return CronTrigger.from_crontab(expr, timezone=tz)
@@ -138,9 +148,10 @@ class Schedules:
         return self.get(schedule_id)
 
     def get(self, schedule_id: int) -> dict:
-        rows = self.store.query("select * from schedules where id = ?", [schedule_id])
-        if not rows:
-            raise UnknownSchedule(f"no schedule with id {schedule_id}")
+        valid = isinstance(schedule_id, int) and not isinstance(schedule_id, bool) and 0 < schedule_id < 2**63
+        rows = self.store.query("select * from schedules where id = ?", [schedule_id]) if valid else []
+        if not rows:  # (an id SQLite cannot hold is no schedule's either)
+            raise UnknownSchedule(f"no schedule with id {str(schedule_id)[:30]}")
         return rows[0]
 
     def list(self) -> list[dict]:

@@ -101,9 +101,12 @@ def _decode(row: dict) -> dict:
 
 
 def get(store: Store, job_id: int) -> dict:
-    rows = store.query("select * from jobs where id = ?", [job_id])
+    """The job's row; UnknownJob for an id that is no job's (a number SQLite cannot hold, or not a number)."""
+    valid = isinstance(job_id, int) and not isinstance(job_id, bool) and 0 < job_id < 2**63
+    rows = store.query("select * from jobs where id = ?", [job_id]) if valid else []
     if not rows:
-        raise UnknownJob(f"no training job with id {job_id}")
+        shown = str(job_id) if valid or isinstance(job_id, int) else repr(job_id)
+        raise UnknownJob(f"no training job with id {shown if len(shown) <= 30 else shown[:29] + '…'}")
     return _decode(rows[0])
 
 

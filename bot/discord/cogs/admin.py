@@ -19,6 +19,7 @@ from ..formatting import neutralise
 from ..guild_config import GuildConfig
 
 SYNC_SCOPES = ("global", "here", "clear-here")
+MAX_QUEUE = 50  # the most trainings a server may allow at once
 
 
 class Admin(commands.Cog):
@@ -108,10 +109,12 @@ class Admin(commands.Cog):
 
     @config.command(name="max-queue")
     @app_commands.describe(jobs="Trainings this server may have queued or running at once")
-    async def max_queue(self, ctx: MimicContext, jobs: commands.Range[int, 1, 50]) -> None:
+    async def max_queue(self, ctx: MimicContext, jobs: commands.Range[int, 1, MAX_QUEUE]) -> None:
         """How many trainings this server may have queued or running at once.
 
         Example: `!config max-queue 2`"""
+        if not isinstance(jobs, int) or isinstance(jobs, bool) or not 1 <= jobs <= MAX_QUEUE:  # a raw interaction
+            raise ValidationError(f"the queue limit must be between 1 and {MAX_QUEUE}")  # is not held to min/max
         config = await ctx.save_setting("max_queued", jobs)
         await ctx.send(embed=config_embed(config, ctx))
 

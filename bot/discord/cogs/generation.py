@@ -7,12 +7,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from ...errors import MimicbotError, ValidationError
-from ...service import DEFAULT_PROMPT
+from ...service import DEFAULT_PROMPT, check_prompt
 from ..context import MimicContext
 from ..converters import model_autocomplete
 from ..formatting import clip, post_embed
 
-MAX_PROMPT = 200
+MAX_PROMPT = 200  # characters: a post's opening words, not a letter
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.1, 2.0
 
 
 def _generate_cooldown(ctx: commands.Context) -> app_commands.Cooldown:
@@ -30,12 +31,13 @@ class Generation(commands.Cog):
     @app_commands.autocomplete(model=model_autocomplete)
     async def generate(self, ctx: MimicContext, model: str, prompt: str = DEFAULT_PROMPT,
                        n: commands.Range[int, 1, 10] = None,  # not Optional[...]: a bad value is an error,
-                       temperature: commands.Range[float, 0.1, 2.0] = None) -> None:  # not skipped
+                       temperature: commands.Range[float, MIN_TEMPERATURE, MAX_TEMPERATURE] = None,  # not skipped
+                       ) -> None:
         """Write new posts in a model's voice. Works in DMs too.
 
         Example: `!generate ada_bytes "I think" 3 0.9`"""
         try:
-            n, prompt = self._checked(ctx, n, prompt)
+            n, prompt = self._checked(ctx, n, prompt, temperature)
             info = await ctx.run(ctx.mimic.model, model)  # UnknownModel, before any work
         except MimicbotError:
             ctx.command.reset_cooldown(ctx)  # a refused request does not cost the person their turn
@@ -50,14 +52,19 @@ class Generation(commands.Cog):
 
 
     @staticmethod
-    def _checked(ctx: MimicContext, n: int | None, prompt: str) -> tuple[int, str]:
-        n = n or ctx.options.generate_default_n
-        if n > ctx.options.generate_max_n:
-            raise ValidationError(f"at most {ctx.options.generate_max_n} posts at a time")
-        prompt = " ".join(prompt.split())
-        if not prompt or len(prompt) > MAX_PROMPT:
-            raise ValidationError(f"the prompt must be 1 to {MAX_PROMPT} characters")
-        return n, prompt
+    def _checked(ctx: MimicContext, n: int | None, prompt: str, temperature: float | None) -> tuple[int, str]:
+        """Every value again, as Discord's client would have: a raw interaction carries whatever JSON can (the
+        options' min and max are the client's), and a prefix command's Range lets `nan` through."""
+        most = ctx.options.generate_max_n
+        n = ctx.options.generate_default_n if n is None else n
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValidationError(f"ask for 1 to {most} posts")
+        if n > most:
+            raise ValidationError(f"at most {most} posts at a time")
+        if temperature is not None and not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+                                            and MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE):
+            raise ValidationError(f"the temperature must be between {MIN_TEMPERATURE:g} and {MAX_TEMPERATURE:g}")
+        return n, check_prompt(prompt, MAX_PROMPT)  # the service's rule (the CLI's too), with Discord's length
 
 
 def generation_embeds(model: dict, result, prompt: str) -> list[discord.Embed]:

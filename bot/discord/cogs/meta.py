@@ -30,7 +30,8 @@ class Meta(commands.Cog):
             return
         found = self.bot.get_command(command.strip().lstrip("/!"))
         if found is None or found.hidden:
-            raise ValidationError(f"no command {command!r}; `help` lists them")
+            shown = command if len(command) <= 40 else command[:39] + "…"
+            raise ValidationError(f"no command {shown!r}; `help` lists them")
         await ctx.send(embed=details(found, ctx.options.prefix))
 
 

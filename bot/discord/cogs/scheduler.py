@@ -81,8 +81,8 @@ def draft_view(entry_id: int) -> discord.ui.View:
 
 def draft_text(entry: dict) -> str:
     schedule = f" (schedule {entry['schedule_id']})" if entry.get("schedule_id") else ""
-    return clip(f"**Draft** for `{entry['target']}` from `{entry['model_id']}`{schedule}:\n"
-                f">>> {neutralise(entry['text'])}", 2000)
+    return clip(neutralise(f"**Draft** for `{entry['target']}` from `{entry['model_id']}`{schedule}:\n"
+                           f">>> {entry['text']}"), 2000)
 
 
 def decided_text(outcome, user: discord.abc.User) -> str:
@@ -91,7 +91,7 @@ def decided_text(outcome, user: discord.abc.User) -> str:
                 "failed": f"⚠️ Approved, but sending failed: {outcome.error}.",
                 "unknown": f"⚠️ Approved; whether it was posted is unknown: {outcome.error}."}
     verdict = verdicts.get(outcome.status, outcome.status)
-    return clip(f"{verdict}\n>>> {neutralise(outcome.text or '')}", 2000)
+    return clip(neutralise(f"{verdict}\n>>> {outcome.text or ''}"), 2000)  # the name and the error too
 
 
 class Scheduler(commands.Cog):
