@@ -14,7 +14,7 @@ from ..modelfolder import (ANTICOPY_FILE, CARD_FILE, GENERATION_FILE, LOSS_FILE,
                            TRAINING_FILE)
 from .anticopy import AntiCopyIndex
 from .cache import LoadedModel
-SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "max_length")
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "max_length", "min_length")
 
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _LOAD_LOCK = threading.Lock()  # transformers' from_pretrained is not thread-safe (its meta-device set-up)

@@ -57,7 +57,7 @@ MAX_GRAD_NORM = 1.0  # the transformers Trainer's default, which the recipe trai
 WEIGHT_DECAY = 0.0  # idem
 MAX_BLOCK = 1024
 CARD_SAMPLES = 5  # samples drawn for predictions.png
-GENERATION = {"do_sample": True, **DEFAULTS, "min_length": 10}  # the recipe's, saved as the model's defaults
+GENERATION = {"do_sample": True, **DEFAULTS}  # the recipe's, saved as the model's defaults (generation_config.json)
 
 Event = Callable[[dict], None]
 
