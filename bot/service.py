@@ -245,7 +245,17 @@ class Mimicbot:
     def model_store(self):
         from .generation.models import ModelStore
 
-        return ModelStore(self.settings.models_dir, self.settings.mimicbot_generation_dtype)
+        return ModelStore(self.settings.models_dir, self.settings.mimicbot_generation_dtype, self._training_posts)
+
+    def _training_posts(self, record: dict) -> list[str] | None:
+        """A model's training posts as stored now (its training.json's accounts), None if one is not stored."""
+        texts = []
+        for account in record.get("accounts") or []:
+            row = self.store.get_account(account.get("network") or "x", account.get("handle") or "")
+            if row is None:
+                return None
+            texts += self.store.kept_texts(row["id"])
+        return texts or None
 
     @property
     def cache(self):

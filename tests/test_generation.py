@@ -403,3 +403,26 @@ def test_a_literal_eot_in_the_prompt_stays_text(tokenizer):
     model = fixed_distribution_gpt2(tokenizer, {la: 0.5, newline: 0.5})
     texts = sample(model, tokenizer, f"My {EOT} dream", n=2, max_new_tokens=30, seed=0)
     assert None not in texts and all(t.startswith(f"My {EOT} dream") for t in texts)
+
+
+def test_an_old_anticopy_index_is_rebuilt_from_the_stored_posts_on_load(bot, settings, tiny_base):
+    from bot.samples.generate import sample_path
+    from tests.test_anticopy import v1_index_dict
+
+    bot.fetch_blocking([str(sample_path("ada_bytes"))])
+    texts = bot.store.kept_texts(bot.store.get_account("x", "ada_bytes")["id"])
+    record = {"model_id": "ada", "accounts": [{"handle": "ada_bytes", "network": "x"}]}
+    path = make_model_dir(settings.models_dir, "ada", tiny_base, record=record)
+    (path / ANTICOPY_FILE).write_text(json.dumps(v1_index_dict(texts[:3])))
+    orphan = make_model_dir(settings.models_dir, "orphan", tiny_base,
+                            record={"model_id": "orphan", "accounts": [{"handle": "nobody", "network": "x"}]})
+    (orphan / ANTICOPY_FILE).write_text(json.dumps(v1_index_dict(texts[:3])))
+
+    index = bot.cache.get("ada").anticopy
+    assert index.version == 2 and index.posts == len(texts)  # rebuilt from every stored post, and saved
+    saved = json.loads((path / ANTICOPY_FILE).read_text())
+    assert saved["version"] == 2 and not any(w in (path / ANTICOPY_FILE).read_text() for w in ("coffee", "dream"))
+    assert index.check(texts[-1]) is not None
+    old = bot.cache.get("orphan").anticopy  # its posts are not stored: used as it is
+    assert old.version == 1 and old.check(texts[0]) is not None
+    assert json.loads((orphan / ANTICOPY_FILE).read_text())["version"] == 1

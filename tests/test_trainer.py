@@ -136,7 +136,11 @@ def test_model_folder_files(cyborg, accounts, models_dir):
         assert (path / name).is_file(), name
     assert all(p.stat().st_mode & 0o044 == 0o044 for p in [path, *path.iterdir()])  # others may load it
     gen = json.loads((path / "generation_config.json").read_text())
-    assert (gen["do_sample"], gen["top_p"], gen["temperature"], gen["min_length"]) == (True, 0.95, 1.0, 10)
+    assert (gen["do_sample"], gen["top_p"], gen["min_length"], gen["max_length"]) == (True, 0.95, 10, 160)
+    from transformers import GenerationConfig
+
+    config = GenerationConfig.from_pretrained(path)  # what transformers applies: the recipe's settings, top_k 50
+    assert (config.temperature, config.top_k, config.max_new_tokens) == (1.0, 50, None)
     assert gen["prefix"] == EOT and gen["eos_token_id"] == gen["pad_token_id"]
     assert json.loads((path / "config.json").read_text())["prefix"] == EOT
 
