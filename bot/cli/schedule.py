@@ -20,8 +20,8 @@ app.add_typer(schedule_app, name="schedule")
 outgoing_app = typer.Typer(help="The outgoing ledger: every post sent, refused or in doubt.", no_args_is_help=True)
 app.add_typer(outgoing_app, name="outgoing")
 
-SCHEDULE_COLUMNS = ("id", "model_id", "target", "when", "require_approval", "paused", "next_fire", "last_fire_at",
-                    "last_status", "last_error")
+SCHEDULE_COLUMNS = ("id", "model_id", "target", "when", "prompt", "require_approval", "paused", "next_fire",
+                    "last_fire_at", "last_status", "last_error")
 
 
 def _show_schedule(row: dict, verb: str) -> None:
@@ -38,12 +38,14 @@ def schedule_add(
     tz: str = typer.Option(None, "--tz", help="IANA time zone for --cron (default MIMICBOT_SCHEDULE_TIMEZONE)"),
     approval: bool = typer.Option(False, "--approval", help="drafts wait for Approve in Discord"),
     approval_channel: int = typer.Option(None, "--approval-channel", help="Discord channel id for the drafts"),
+    prompt: str = typer.Option(None, "--prompt", "-p",
+                               help="how each post starts (default: none, the model writes the whole post)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Add a schedule (exactly one of --cron and --every)."""
     with service() as bot:
         row = bot.add_schedule(model_id, to, cron=cron, every=every, timezone=tz, require_approval=approval,
-                               approval_channel_id=approval_channel)
+                               approval_channel_id=approval_channel, prompt=prompt)
     if as_json:
         print_json(row)
     else:
@@ -107,6 +109,8 @@ def post(
     model_id: str = typer.Argument(..., metavar="MODEL"),
     to: str = typer.Option(..., "--to", help="x or discord:CHANNEL_ID"),
     dry_run: bool = typer.Option(False, "--dry-run", help="generate and guard, print, send nothing"),
+    prompt: str = typer.Option(None, "--prompt", "-p",
+                               help="how the post starts (default: none, the model writes the whole post)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Post once, now: generate in the model's voice, pass the guards, send, record in the ledger."""
@@ -114,7 +118,7 @@ def post(
 
     quiet_transformers()
     with service() as bot:
-        outcome = asyncio.run(bot.post(model_id, to, dry_run=dry_run))
+        outcome = asyncio.run(bot.post(model_id, to, dry_run=dry_run, prompt=prompt))
     if as_json:
         print_json(outcome.as_dict())
     else:

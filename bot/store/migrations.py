@@ -191,3 +191,9 @@ def m005_reclean_posts_as_the_recipe(db: Database) -> None:
         clean = clean_post(raw_text, bool(is_retweet))
         changed.append((clean.text, int(clean.short), post_id))
     db.conn.executemany("update posts set clean_text = ?, is_short = ? where id = ?", changed)
+
+
+@migrations()
+def m006_schedule_prompt(db: Database) -> None:
+    """A schedule's fixed opener (None: its posts start from the start-of-post token alone)."""
+    db["schedules"].add_column("prompt", str)
