@@ -166,6 +166,19 @@ def test_pipeline_loads_and_generates(cyborg, models_dir):
     assert all(len(o["generated_text"]) > len("My dream is") for o in out)
 
 
+def test_the_cards_snippet_runs_with_the_settings_the_model_carries(cyborg, models_dir):
+    import re
+
+    path = models_dir / "ada_bytes-grace_gardens"
+    card = (path / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    assert "top_k=50" in code and "max_length=160" in code and "min_length=10" in code and "top_p=0.95" in code
+    scope: dict = {}
+    exec(code.replace("model='ada_bytes-grace_gardens'", f"model={str(path)!r}"), scope)
+    assert len(scope["posts"]) == 5 and all(p.startswith("My dream is") and "\n" not in p for p in scope["posts"])
+    assert cyborg[0]["generation"]["top_k"] == 50 and cyborg[0]["generation"]["max_length"] == 160
+
+
 # -- retraining -----------------------------------------------------------------------------------------
 
 

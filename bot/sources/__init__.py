@@ -14,7 +14,11 @@ from ..config import Settings
 from ..errors import ValidationError
 from .base import AccountInfo, FetchResult, RawPost, Source, normalise_handle
 
-__all__ = ["AccountInfo", "FetchResult", "RawPost", "Source", "normalise_handle", "open_source", "looks_like_path"]
+__all__ = ["AccountInfo", "FetchResult", "RawPost", "SOURCES", "Source", "normalise_handle", "open_source",
+           "looks_like_path"]
+
+# Every kind of source `open_source` reads, as the model card names them (keep in step with open_source).
+SOURCES = ("the X API", "an X archive export", "Bluesky", "Mastodon", "text files (.txt, one post a line, or .jsonl)")
 
 _X_HANDLE = re.compile(r"^@?[A-Za-z0-9_]{1,15}$")
 
