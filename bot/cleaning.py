@@ -58,6 +58,15 @@ def clean_text(text: str) -> str:
     return " ".join(text.split()).strip()
 
 
+_LEADING_MENTIONS = re.compile(r"^(?:@\w+\s*)+")
+
+
+def context_text(text: str) -> str:
+    """A message a reply answers, as the model reads it before the reply (in training and when answering):
+    cleaned as a post is, without the @mentions that open it (the reply chain's addressees)."""
+    return _LEADING_MENTIONS.sub("", clean_text(text)).strip()
+
+
 def plain_word_count(clean: str) -> int:
     return sum(1 for w in clean.split() if not any(s in w.lower() for s in _NOT_PLAIN))
 

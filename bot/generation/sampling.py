@@ -133,9 +133,9 @@ def sample(
             raise ValidationError(f"the prompt is {len(post_ids)} tokens; the budget of {max_length} tokens "
                                   "leaves no room for a post")
         budget = fit_context(model, len(ids), budget)
-        config = GenerationConfig(
-            do_sample=True, num_return_sequences=n, max_new_tokens=budget,
-            min_new_tokens=min(budget, max(0, min_length - len(post_ids))),
+        config = GenerationConfig(  # lengths in all (as the model's own config states them), so that they replace its
+            do_sample=True, num_return_sequences=n, max_length=len(ids) + budget,
+            min_length=len(ids) + min(budget, max(0, min_length - len(post_ids))),
             temperature=temperature, top_p=top_p, top_k=top_k, pad_token_id=eos, eos_token_id=eos, use_cache=True,
         )
         input_ids = torch.tensor([ids], device=device)

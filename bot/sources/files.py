@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
@@ -71,6 +71,7 @@ def archive_post(item: object, where: str) -> RawPost:
     if not tid:
         raise SourceError(f"malformed archive: {where} has no id_str")
     text = tweet.get("full_text", tweet.get("text"))
+    reply_to = tweet.get("in_reply_to_status_id_str") or tweet.get("in_reply_to_status_id")
     return RawPost(
         id=str(tid),
         text=text,
@@ -79,7 +80,14 @@ def archive_post(item: object, where: str) -> RawPost:
         is_reply=bool(tweet.get("in_reply_to_status_id_str") or tweet.get("in_reply_to_status_id")),
         is_quote=bool(tweet.get("quoted_status_id_str") or tweet.get("is_quote_status")),
         lang=tweet.get("lang"),
+        reply_to_id=str(reply_to) if reply_to else None,
     )
+
+
+def join_parents(posts: list[RawPost]) -> list[RawPost]:
+    """Each reply whose parent is in the same archive (a thread of the person's own) gets the parent's text."""
+    texts = {p.id: p.text for p in posts}
+    return [replace(p, parent_text=texts[p.reply_to_id]) if p.reply_to_id in texts else p for p in posts]
 
 
 @dataclass
@@ -145,7 +153,7 @@ class ArchiveSource:
         for name, text in files.tweets.items():
             for i, item in enumerate(parse_ytd(text, name)):
                 posts.append(archive_post(item, f"{name} item {i}"))
-        return FetchResult(self._account(files.account), posts, cursor=_newest(posts))
+        return FetchResult(self._account(files.account), join_parents(posts), cursor=_newest(posts))
 
     def _account(self, account_js: str | None) -> AccountInfo:
         info: dict = {}
@@ -202,7 +210,8 @@ class TextFileSource:
 
 
 class JsonlFileSource(TextFileSource):
-    """One JSON object a line with a "text" field; optional "id" and "created_at"."""
+    """One JSON object a line with a "text" field; optional "id", "created_at" and "parent" (the text of the
+    message this post answers: trained on as the reply's context)."""
 
     def read(self) -> FetchResult:
         rows = []
@@ -222,7 +231,9 @@ class JsonlFileSource(TextFileSource):
             rows.append(obj)
         ids = _content_ids([r["text"] for r in rows])
         posts = [
-            RawPost(id=str(r.get("id") or auto), text=r["text"], created_at=r.get("created_at"))
+            RawPost(id=str(r.get("id") or auto), text=r["text"], created_at=r.get("created_at"),
+                    is_reply=isinstance(r.get("parent"), str),
+                    parent_text=r["parent"] if isinstance(r.get("parent"), str) else None)
             for r, auto in zip(rows, ids)
         ]
         return FetchResult(AccountInfo("file", self.handle, self.handle), posts)

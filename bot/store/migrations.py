@@ -197,3 +197,9 @@ def m005_reclean_posts_as_the_recipe(db: Database) -> None:
 def m006_schedule_prompt(db: Database) -> None:
     """A schedule's fixed opener (None: its posts start from the start-of-post token alone)."""
     db["schedules"].add_column("prompt", str)
+
+
+@migrations()
+def m007_post_parent_text(db: Database) -> None:
+    """The text of the message a post answers, when its source gives it (raw, as the network gave it)."""
+    db["posts"].add_column("parent_text", str)

@@ -176,6 +176,11 @@ def training_data(info: dict) -> str:
         fraction = (info.get("hyperparameters") or {}).get("eval_fraction", 0.1)
         notes.append(f"Of the kept posts, {_join_counts(held, accounts)} ({fraction:.0%} of each account) were held "
                      "out to measure the model and not trained on.")
+    pairs = [a.get("replies_with_parent") or 0 for a in accounts]
+    if any(pairs):
+        notes.append(f"{_join_counts(pairs, accounts)} of the trained posts are replies whose parent message was known: "
+                     "each was trained after its parent, which the model reads but is not trained to write, so that "
+                     "it learns to answer what it reads.")
     if len(accounts) > 1:
         notes.append("Each account's posts were repeated until it had as many characters as the largest one, so "
                      "that no one person drowns out the others.")
