@@ -129,3 +129,28 @@ async def test_a_429_on_mentions_waits_for_the_reset_without_blocking(loop, x_se
     assert handled[0].outcome.status == "sent"
     (wait,) = loop.sleep_recorder.waits
     assert 85 <= wait <= 92  # until x-rate-limit-reset (+1 s), through the injected asyncio sleep
+
+
+async def test_the_model_reads_the_mention_it_answers(tmp_path, trained_models, x_server, clock):
+    """The reply is generated with the mention (cleaned, its opening @mentions dropped) as the model's context,
+    and from the start-of-post token alone (no opener)."""
+    from bot.posting.poster import Poster
+
+    models_dir, model_id = trained_models
+    settings = posting_settings(tmp_path, models_dir, x_server.url, mimicbot_reply_model=model_id)
+    service = Mimicbot(settings)
+    calls = []
+
+    async def generate(model, n, prompt, context):
+        calls.append((model, prompt, context))
+        return [f"an answer to number {len(calls)} of them"]
+
+    poster = Poster(service.store, settings, generate)
+    replies = ReplyLoop(service.store, settings, poster, ReplyConfig.from_settings(settings),
+                        caller=XCaller(settings, sleep=RecordingSleep(clock)), sleep=RecordingSleep(clock))
+    mention(x_server, "alice", "@mimicbot @bob do you like compost &amp; bees? https://t.co/x")
+    handled = await replies.poll_once()
+    assert [h.outcome.status for h in handled] == ["sent"]
+    assert calls == [(model_id, "", "do you like compost & bees?")]
+    assert x_server.tweets[-1].text.startswith("an answer to number 1")
+    service.close()
