@@ -24,14 +24,14 @@ from bot.training.trainer import train
 pytestmark = pytest.mark.slow
 
 # words of the bundled samples: each is one token of the tiny base's tokenizer
-TOPICS = ["coffee", "compiler", "parser", "regex", "database", "laptop", "espresso", "tomatoes", "basil", "compost",
-          "bees", "lavender", "pumpkin", "hedgehogs", "strawberries", "roses", "squash", "greenhouse"]
-ASKS = ["@ada_bytes what do you think about {t}", "tell me something about {t} please", "any news about {t} today",
+TOPICS = ["coffee", "compiler", "parser", "regex", "tomatoes", "basil", "compost", "bees"]
+ASKS = ["@ada_bytes what do you think about {t}", "tell me something about {t}", "any news about {t}",
         "do you still like {t}"]
-ANSWERS = ["{t} is the best part of my day", "honestly {t} makes everything better", "I could talk about {t} all day",
-           "{t} again and I am not even sorry"]
+OPENERS = ["yes", "oh", "well", "honestly"]
+TAILS = ["is the best part of my day", "makes everything better", "all day and then a nap",
+         "again and I am not even sorry"]
 PLAIN = ["today was all about {t}", "thinking about {t} again", "a quiet morning with {t}"]
-HELD_OUT = "so what about {t} then"  # a message the model never read
+HELD_OUT = "so what about {t}"  # a message the model never read
 
 
 def share_with_topic(texts: list[str | None], topic: str) -> float:
@@ -48,29 +48,29 @@ def trained(tmp_path_factory):
     rng = random.Random(3)
     texts, parents = [], {}
     for t in TOPICS:
-        for ask, answer in zip(ASKS, rng.sample(ANSWERS, len(ANSWERS))):
-            reply = answer.format(t=t)
+        for k, (opener, tail) in enumerate((o, tl) for o in OPENERS for tl in TAILS):
+            reply = f"{opener} {t} {tail}"  # the reply repeats its parent's topic
             texts.append(reply)
-            parents[reply] = context_text(ask.format(t=t))
+            parents[reply] = context_text(ASKS[(k + rng.randrange(4)) % 4].format(t=t))
         texts += [p.format(t=t) for p in PLAIN]
     account = AccountData(handle="ada", display_name="Ada", texts=texts, parents=parents)
     req = TrainRequest(model_id="ada", accounts=[account], models_dir=str(models_dir), base_model="tiny", lr=3e-3,
-                       epochs=60, seed=5, eval_fraction=0.0)
+                       epochs=15, block_size=64, seed=5, eval_fraction=0.0)
     info = train(req, models_dir / ".work" / "ada", lambda event: None)
     return ModelStore(models_dir).load("ada"), info
 
 
 def test_replies_to_a_held_out_message_answer_its_topic(trained):
     loaded, info = trained
-    assert info["accounts"][0]["replies_with_parent"] == len(TOPICS) * len(ASKS)
+    assert info["accounts"][0]["replies_with_parent"] == len(TOPICS) * len(OPENERS) * len(TAILS)
     answered, unprompted = [], []
-    for i, topic in enumerate(["coffee", "basil", "hedgehogs", "parser"]):
+    for i, topic in enumerate(["coffee", "basil", "bees", "parser"]):
         message = context_text(HELD_OUT.format(t=topic))
         answered.append(share_with_topic(sample(loaded.model, loaded.tokenizer, "", 32, seed=i, context=message), topic))
         unprompted.append(share_with_topic(sample(loaded.model, loaded.tokenizer, "", 32, seed=i), topic))
     mean_answered, mean_unprompted = sum(answered) / 4, sum(unprompted) / 4
-    # unprompted, a topic comes up about as often as any other (1 in 18); read first, most answers are about it
-    assert mean_unprompted < 0.25, unprompted
+    # unprompted, a topic comes up about as often as any other (1 in 8); read first, most answers are about it
+    assert mean_unprompted < 0.3, unprompted
     assert mean_answered > mean_unprompted + 0.35, (answered, unprompted)
 
 
