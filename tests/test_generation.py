@@ -426,3 +426,21 @@ def test_an_old_anticopy_index_is_rebuilt_from_the_stored_posts_on_load(bot, set
     old = bot.cache.get("orphan").anticopy  # its posts are not stored: used as it is
     assert old.version == 1 and old.check(texts[0]) is not None
     assert json.loads((orphan / ANTICOPY_FILE).read_text())["version"] == 1
+
+
+def test_a_reply_reads_its_context_and_a_plain_post_reads_none(tokenizer):
+    """The context (a reply's parent) reaches the model before the post; without it the input is the plain
+    post's, unchanged. A reading counter sees exactly the tokens the model is fed first."""
+    model = random_gpt2(tokenizer)
+    seen = []
+    handle = model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["input_ids"][0].tolist()),
+                                             with_kwargs=True)
+    sample(model, tokenizer, "", n=1, max_new_tokens=2, seed=0, context="la la\nla")
+    sample(model, tokenizer, "", n=1, max_new_tokens=2, seed=0)
+    handle.remove()
+    eot = tokenizer.eos_token_id
+    context = tokenizer("la la la", add_special_tokens=False)["input_ids"]  # folded onto one line
+    assert seen[0] == [eot, *context, eot]
+    assert seen[2] == [eot]  # the plain post's first step reads end-of-text alone
+    with_context = sample(model, tokenizer, "", n=8, max_new_tokens=200, seed=1, context="Hello world, la la")
+    assert with_context != sample(model, tokenizer, "", n=8, max_new_tokens=200, seed=1)  # same seed: it is read

@@ -318,3 +318,15 @@ def test_tiny_base_survives_a_race(tmp_path):
     assert paths == [tmp_path / "_base" / "tiny"] * 2
     assert sorted(p.name for p in (tmp_path / "_base").iterdir()) == ["tiny"]  # the loser's copy is gone
     assert (tmp_path / "_base" / "tiny" / "model.safetensors").is_file()
+
+
+def test_a_known_parent_is_read_before_its_reply_outside_the_loss():
+    from bot.training.trainer import IGNORE, join_units
+
+    eot = 0
+    ids, labels = join_units([[5, 6], [7, 8, 9]], [[], [3, 4]], eot)
+    assert ids == [0, 5, 6, 0, 3, 4, 0, 7, 8, 9, 0]
+    assert labels == [0, 5, 6, 0, IGNORE, IGNORE, IGNORE, 7, 8, 9, 0]
+    # without parents the stream and its labels are the recipe's text
+    plain_ids, plain_labels = join_units([[5, 6], [7, 8, 9]], [[], []], eot)
+    assert plain_ids == plain_labels == join_posts([[5, 6], [7, 8, 9]], eot)
