@@ -281,6 +281,14 @@ class Mimicbot:
         return generate(self.cache.get(model_id), prompt, n, seed=seed, temperature=temperature, top_p=top_p,
                         top_k=top_k, max_new_tokens=max_new_tokens, context=context)
 
+    async def areply(self, model_id: str, message: str, n: int = 1, **settings):
+        """Up to n answers to `message` (a GenerationResult): the model reads the message (cleaned like a post, its
+        opening @mentions dropped) before it writes each answer, from the start-of-post token (no opener)."""
+        from .cleaning import context_text
+
+        return await self.agenerate(model_id, "", n, context=context_text(message) or " ".join(message.split()),
+                                    **settings)
+
     async def agenerate(self, model_id: str, prompt: str = DEFAULT_PROMPT, n: int = 5, **settings):
         """`generate` in a worker thread, so the event loop keeps serving while the model samples."""
         return await asyncio.to_thread(self.generate, model_id, prompt, n, **settings)

@@ -15,7 +15,6 @@ import re
 import discord
 from discord.ext import commands
 
-from ...cleaning import context_text
 from .. import guild_config
 from ..errors import explain
 from ..formatting import clip, neutralise
@@ -47,7 +46,7 @@ class Replies(commands.Cog):
             return  # answered here a moment ago: stay quiet rather than flood the channel
         try:
             async with message.channel.typing():
-                result = await self.bot.mimic.agenerate(model, prompt="", n=1, context=context_text(prompt) or prompt)
+                result = await self.bot.mimic.areply(model, prompt)
             text = result.texts[0] if result.texts else None
             if text:
                 await message.reply(clip(neutralise(text), 2000), mention_author=False)
