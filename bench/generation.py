@@ -2,7 +2,8 @@
 on the same trained GPT-2-124M-shaped model (bench/train_throughput.py leaves it in bench/.cache/models).
 
 Baseline: transformers `pipeline("text-generation")`, 10 samples, `max_length` 160, top_p 0.95,
-temperature 1.0, each cut at its first newline afterwards (the recipe's demo). Ours: Mimicbot.generate
+temperature 1.0, top_k 50 (generate's default, which the recipe left in place), each cut at its first newline
+afterwards (the recipe's demo). Ours: Mimicbot.generate
 (warm model cache). Also: warm single-post latency p50/p95 over 20 calls.
 
     python bench/generation.py [--model-dir DIR] [--repeats 3]
@@ -27,7 +28,7 @@ def recipe_config(eot_id: int):
     prompt), replacing the ones our trainer saved, so that the baseline runs the recipe's call."""
     from transformers import GenerationConfig
 
-    return GenerationConfig(do_sample=True, max_length=160, min_length=10, top_p=0.95, temperature=1.0, top_k=0,
+    return GenerationConfig(do_sample=True, max_length=160, min_length=10, top_p=0.95, temperature=1.0, top_k=50,
                             pad_token_id=eot_id, eos_token_id=eot_id)
 
 

@@ -1,13 +1,15 @@
 """Cleaning, exactly the huggingtweets recipe (../shared/reference/huggingtweets-recipe.md), as pure functions.
 
-Per post, in this order: retweets are dropped; `&amp; &lt; &gt;` are unescaped; URLs (`http:`/`https:`)
-are removed with the space around them; all whitespace folds to single spaces; the text is stripped.
-Mentions, hashtags and emoji stay. A post with fewer than three "plain" words (words containing none
-of `http`, `@`, `#`) is short and dropped.
+Per post, in this order: retweets are dropped; `&amp;`, `&lt;`, `&gt;` are unescaped, each once, in that
+order; links are removed by the recipe's five patterns, for `http:` and then `https:` (case-sensitive);
+runs of spaces collapse to one; all whitespace folds to single spaces; the text is stripped. Mentions,
+hashtags and emoji stay. A post with fewer than three "plain" words (words containing none of `http`,
+`@`, `#`, in any case) is short and dropped.
 
-Two deliberate refinements, both so that `clean_text(clean_text(x)) == clean_text(x)`:
-the three entities are unescaped until none is left (`&amp;lt;` becomes `<`, not `&lt;`), and URL
-matching ignores case (`HTTPS://` goes too).
+The output is byte for byte the original's on any input, quirks included, and like the original it is
+not idempotent: `&amp;amp;` cleans to `&amp;`, which cleans to `&`; a link glued to the word before it and
+followed by a space goes with that space (`Great:https://t.co/x stuff` -> `Great:stuff`); a bare `http:`
+and an upper-case `HTTP://x` are kept.
 """
 
 from __future__ import annotations
@@ -25,26 +27,44 @@ DEFAULT_PROMPT = "My dream is"  # the recipe's start text for generation
 STATS_ROWS = (("Tweets downloaded", "downloaded"), ("Retweets", "retweets"), ("Short tweets", "short"),
               ("Tweets kept", "kept"))
 
-_URL = re.compile(r"\s*https?:\S*\s*", re.IGNORECASE)
-_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
+_ENTITIES = (("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">"))  # the recipe's order, each once
+# The recipe's five link patterns, per scheme, in its order; S = the scheme then one or more non-spaces.
+_LINKS = tuple(re.compile(p.format(S=re.escape(scheme) + r"\S+"))
+               for scheme in ("http:", "https:") for p in (" {S}", "{S} ", "\n{S} ", "\n{S}", "{S}"))
+_SPACES = re.compile(" +")
 _NOT_PLAIN = ("http", "@", "#")
 
 
 def unescape(text: str) -> str:
-    """Unescape only `&amp; &lt; &gt;`, as the recipe does, until none remains."""
-    while True:
-        before = text
-        for entity, char in _ENTITIES:
-            text = text.replace(entity, char)
-        if text == before:
-            return text
+    """Unescape only `&amp;`, `&lt;`, `&gt;`, each once, in that order (so `&amp;lt;` gives `<` and
+    `&amp;amp;` gives `&amp;`), as the recipe does."""
+    for entity, char in _ENTITIES:
+        text = text.replace(entity, char)
+    return text
+
+
+def remove_links(text: str) -> str:
+    """The recipe's five link removals for `http:`, then for `https:` (case-sensitive)."""
+    for pattern in _LINKS:
+        text = pattern.sub("", text)
+    return text
 
 
 def clean_text(text: str) -> str:
-    """One post's text, cleaned. Never raises, never returns a URL or a newline; idempotent."""
-    text = unescape(text)
-    text = _URL.sub(" ", text)
-    return " ".join(text.split())
+    """One post's text, cleaned as the recipe cleans it. Never raises, never returns a line break; not
+    idempotent (see the module docstring)."""
+    text = remove_links(unescape(text))
+    text = _SPACES.sub(" ", text)
+    return " ".join(text.split()).strip()
+
+
+_LEADING_MENTIONS = re.compile(r"^(?:@\w+\s*)+")
+
+
+def context_text(text: str) -> str:
+    """A message a reply answers, as the model reads it before the reply (in training and when answering):
+    cleaned as a post is, without the @mentions that open it (the reply chain's addressees)."""
+    return _LEADING_MENTIONS.sub("", clean_text(text)).strip()
 
 
 def plain_word_count(clean: str) -> int:

@@ -320,7 +320,17 @@ class Mimicbot:
     def model_store(self):
         from .generation.models import ModelStore
 
-        return ModelStore(self.settings.models_dir, self.settings.mimicbot_generation_dtype)
+        return ModelStore(self.settings.models_dir, self.settings.mimicbot_generation_dtype, self._training_posts)
+
+    def _training_posts(self, record: dict) -> list[str] | None:
+        """A model's training posts as stored now (its training.json's accounts), None if one is not stored."""
+        texts = []
+        for account in record.get("accounts") or []:
+            row = self.store.get_account(account.get("network") or "x", account.get("handle") or "")
+            if row is None:
+                return None
+            texts += self.store.kept_texts(row["id"])
+        return texts or None
 
     @property
     def cache(self):
@@ -336,17 +346,28 @@ class Mimicbot:
 
     def generate(self, model_id: str, prompt: str = DEFAULT_PROMPT, n: int = 5, temperature: float | None = None,
                  top_p: float | None = None, top_k: int | None = None, max_new_tokens: int | None = None,
-                 seed: int | None = None):
-        """Up to n new posts in the model's voice (a GenerationResult); copies of training posts are
-        refused and resampled. Settings left None come from the model's generation_config.json. Out-of-range
-        settings are refused (ValidationError) before the model is loaded."""
+                 seed: int | None = None, context: str | None = None):
+        """Up to n new, whole posts in the model's voice (a GenerationResult), each starting with `prompt` ("" lets
+        the model write the whole post); copies of training posts and posts that do not end within the budget
+        are refused and resampled. `context`: a message the post answers (see README, "Replies"). Settings left
+        None come from the model's generation_config.json; out-of-range ones are refused (ValidationError)
+        before the model is loaded."""
         from .generation import check_settings, generate
 
-        prompt = check_prompt(prompt)  # before the model is loaded: a refusal costs nothing
+        if prompt != "":  # "" is no opener: the model writes the whole post (schedules, replies)
+            prompt = check_prompt(prompt)  # before the model is loaded: a refusal costs nothing
         check_settings(n, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
                        seed=seed)
         return generate(self.cache.get(model_id), prompt, n, seed=seed, temperature=temperature, top_p=top_p,
-                        top_k=top_k, max_new_tokens=max_new_tokens)
+                        top_k=top_k, max_new_tokens=max_new_tokens, context=context)
+
+    async def areply(self, model_id: str, message: str, n: int = 1, **settings):
+        """Up to n answers to `message` (a GenerationResult): the model reads the message (cleaned like a post, its
+        opening @mentions dropped) before it writes each answer, from the start-of-post token (no opener)."""
+        from .cleaning import context_text
+
+        return await self.agenerate(model_id, "", n, context=context_text(message) or " ".join(message.split()),
+                                    **settings)
 
     async def agenerate(self, model_id: str, prompt: str = DEFAULT_PROMPT, n: int = 5, **settings):
         """`generate` in a worker thread, so the event loop keeps serving while the model samples."""
@@ -404,8 +425,9 @@ class Mimicbot:
 
         return Poster(self.store, self.settings, self._post_candidates, self._copy_check)
 
-    async def _post_candidates(self, model_id: str, n: int) -> list[str]:
-        return list((await self.agenerate(model_id, n=n)).texts)
+    async def _post_candidates(self, model_id: str, n: int, prompt: str = "", context: str | None = None) -> list[str]:
+        """Candidates for an autonomous post or a reply: from the start-of-post token alone unless an opener is set."""
+        return list((await self.agenerate(model_id, prompt, n, context=context)).texts)
 
     def _copy_check(self, model_id: str):
         index = self.cache.get(model_id).anticopy
@@ -413,11 +435,13 @@ class Mimicbot:
 
     def add_schedule(self, model_id: str, target: str, *, cron: str | None = None, every: str | None = None,
                      timezone: str | None = None, require_approval: bool = False,
-                     approval_channel_id: int | None = None) -> dict:
-        """Store a schedule (UnknownModel, ValidationError for a bad cron, interval, zone or target)."""
+                     approval_channel_id: int | None = None, prompt: str | None = None) -> dict:
+        """Store a schedule (UnknownModel, ValidationError for a bad cron, interval, zone, target or prompt).
+        `prompt`: a fixed opener for its posts (None: the model writes each post whole)."""
         self.model(model_id)
         return _timed(self.schedules.add(model_id, target, cron=cron, every=every, timezone=timezone,
-                                         require_approval=require_approval, approval_channel_id=approval_channel_id))
+                                         require_approval=require_approval, approval_channel_id=approval_channel_id,
+                                         prompt=prompt))
 
     def list_schedules(self) -> list[dict]:
         """Every schedule, with `next_fire` (ISO, None while paused) and a readable `when`."""
@@ -436,18 +460,21 @@ class Mimicbot:
         """Ask the running daemon to fire the schedule once, now."""
         return self.schedules.request_run(schedule_id)
 
-    async def post(self, model_id: str, to: str, *, dry_run: bool = False, discord_client=None,
-                   content_warning: str | None = None):
+    async def post(self, model_id: str, to: str, *, dry_run: bool = False, prompt: str | None = None,
+                   discord_client=None, content_warning: str | None = None):
         """Generate, guard and send one post to `to` (`x`, `discord:CHANNEL_ID`, `bsky`, `mastodon`); a PostOutcome.
-        Discord goes through `discord_client` when given (the daemon), else over REST with DISCORD_TOKEN (the
-        CLI). `content_warning`: Mastodon's `spoiler_text` for this post (else MIMICBOT_MASTODON_CW). Missing
-        credentials are refused (AuthError) before anything is generated or recorded; a dry run needs none."""
+        The post starts from the start-of-post token alone unless `prompt` sets an opener. Discord goes through
+        `discord_client` when given (the daemon), else over REST with DISCORD_TOKEN (the CLI). `content_warning`:
+        Mastodon's `spoiler_text` for this post (else MIMICBOT_MASTODON_CW). Missing credentials are refused
+        (AuthError) before anything is generated or recorded; a dry run needs none."""
+        from .posting.schedules import check_prompt
         from .posting.targets import build_target
 
         target = build_target(to, self.settings, discord_client=discord_client, content_warning=content_warning,
                               dry_run=dry_run)
+        prompt = check_prompt(prompt) or ""
         await asyncio.to_thread(self.model, model_id)
-        return await self.poster.post(model_id, target, dry_run=dry_run)
+        return await self.poster.post(model_id, target, dry_run=dry_run, prompt=prompt)
 
     def outgoing(self, status: str | None = None, limit: int = 50) -> list[dict]:
         """The outgoing ledger, newest first (status: draft, rejected, sending, sent, failed, unknown)."""

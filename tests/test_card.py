@@ -193,3 +193,22 @@ def test_loss_png_and_its_helpers(tmp_path):
     assert smoothed([2.0, 2.0, 2.0]) == [2.0, 2.0, 2.0]  # bias-corrected: no ramp up from zero
     curve = smoothed([10.0] * 50 + [0.0] * 50)
     assert curve[0] == 10.0 and 0.0 < curve[60] < 10.0 and curve[-1] < curve[60]
+
+
+def test_the_card_tells_the_truth_about_epochs_sources_and_generation():
+    from bot.sources import SOURCES
+
+    one_epoch = render_card({**ONE, "hyperparameters": {**ONE["hyperparameters"], "epochs": 1}})
+    assert "1 epoch of shuffled copies" in one_epoch and "1 epochs" not in one_epoch
+    assert "4 epochs of shuffled copies" in render_card(ONE)
+    works = render_card(ONE).split("## How does it work?")[1].split("## Training data")[0]
+    assert all(source in works for source in SOURCES) and "Bluesky" in works and "Mastodon" in works
+    # the settings the model carries, in the text and in the pipeline call
+    carried = {**ONE, "generation": {**ONE["generation"], "top_p": 0.9, "top_k": 40, "temperature": 0.8,
+                                     "max_length": 120, "min_length": 5}}
+    card = render_card(carried)
+    assert "`top_p` 0.9, `top_k` 40, temperature 0.8, at most 120 and at least 5 tokens" in card
+    assert ("top_p=0.9,\n                    top_k=40, temperature=0.8, max_length=120,\n"
+            "                    min_length=5)") in card
+    # a record without settings (older runs) shows the recipe's
+    assert "`top_p` 0.95, `top_k` 50, temperature 1, at most 160 and at least 10 tokens" in render_card(ONE)

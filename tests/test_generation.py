@@ -102,7 +102,7 @@ def test_a_newline_in_the_prompt_is_folded(tokenizer):
     la, newline = single_id(tokenizer, " la"), single_id(tokenizer, "\n")
     model = fixed_distribution_gpt2(tokenizer, {la: 0.5, newline: 0.5})
     texts = sample(model, tokenizer, "My dream is\nhidden", n=4, max_new_tokens=30, seed=0)
-    assert all(t.startswith("My dream is hidden") and "\n" not in t for t in texts)  # newline folded in prompt
+    assert None not in texts and all(t.startswith("My dream is hidden") and "\n" not in t for t in texts)  # newline folded in prompt
 
 
 def test_first_line_cleans_the_decoded_row():
@@ -113,12 +113,13 @@ def test_first_line_cleans_the_decoded_row():
 
 def test_seed_makes_sampling_deterministic(tokenizer):
     model = random_gpt2(tokenizer)
-    a = sample(model, tokenizer, n=5, max_new_tokens=20, seed=42)
-    b = sample(model, tokenizer, n=5, max_new_tokens=20, seed=42)
-    c = sample(model, tokenizer, n=5, max_new_tokens=20, seed=43)
+    a = sample(model, tokenizer, n=5, max_new_tokens=200, seed=42)
+    b = sample(model, tokenizer, n=5, max_new_tokens=200, seed=42)
+    c = sample(model, tokenizer, n=5, max_new_tokens=200, seed=43)
     assert a == b
     assert a != c
-    assert all(t.startswith("My dream is") and EOT not in t and "\n" not in t for t in a)
+    whole = [t for t in a if t is not None]
+    assert whole and all(t.startswith("My dream is") and EOT not in t and "\n" not in t for t in whole)
 
 
 def test_sampling_leaves_the_global_rng_alone(tokenizer):
@@ -133,9 +134,42 @@ def test_sampling_leaves_the_global_rng_alone(tokenizer):
 def test_top_k_one_is_greedy(tokenizer):
     la, newline = single_id(tokenizer, " la"), single_id(tokenizer, "\n")
     model = fixed_distribution_gpt2(tokenizer, {la: 0.9, newline: 0.1})
-    # top_k=1 is greedy: always " la", never the newline, so every row runs to max_new_tokens
+    # top_k=1 is greedy: always " la", never the newline, so every row runs out of budget: none is a post
+    counter = ForwardCounter(model)
     texts = sample(model, tokenizer, n=3, max_new_tokens=7, top_k=1, seed=0)
-    assert texts == ["My dream is" + " la" * 7] * 3
+    assert texts == [None] * 3 and counter.calls == 7
+
+
+def test_a_row_that_runs_out_of_budget_is_never_returned_cut(tokenizer):
+    la, newline = single_id(tokenizer, " la"), single_id(tokenizer, "\n")
+    model = fixed_distribution_gpt2(tokenizer, {la: 0.9, newline: 0.1})
+    texts = sample(model, tokenizer, n=32, max_new_tokens=10, top_p=1.0, seed=4)
+    whole = [t for t in texts if t is not None]
+    assert 0 < len(whole) < 32  # some rows ended, some ran out
+    # a returned post ended on its own: it has fewer than the 10 new tokens of a cut row
+    assert all(re.fullmatch(r"My dream is( la){0,9}", t) for t in whole), whole
+
+
+def test_the_recipe_budget_counts_eot_and_the_opener(tokenizer):
+    la = single_id(tokenizer, " la")
+    model = fixed_distribution_gpt2(tokenizer, {la: 1.0})  # never ends: runs to the budget
+    counter = ForwardCounter(model)
+    assert sample(model, tokenizer, "My dream is", n=1, seed=0) == [None]
+    prompt_tokens = len(tokenizer.encode(EOT + "My dream is"))
+    assert counter.calls == 160 - prompt_tokens
+    counter.calls = 0
+    sample(model, tokenizer, "", n=1, seed=0)  # the start-of-post token alone: 159 new tokens
+    assert counter.calls == 159
+
+
+def test_min_length_holds_back_end_of_text(tokenizer):
+    la, eot = single_id(tokenizer, " la"), tokenizer.eos_token_id
+    model = fixed_distribution_gpt2(tokenizer, {la: 0.5, eot: 0.5})
+    texts = sample(model, tokenizer, "My dream is", n=16, seed=2, top_p=1.0)
+    prompt_tokens = len(tokenizer.encode(EOT + "My dream is"))
+    assert None not in texts
+    # end-of-text is impossible before 10 tokens in all: at least 10 - prompt_tokens new words each
+    assert min(t.count(" la") for t in texts) == 10 - prompt_tokens
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -178,7 +212,8 @@ def test_service_generate_refuses_copies_and_resamples(bot, settings, tiny_base)
     assert all(re.fullmatch(r"My dream is( coffee)+", t) and t not in refused for t in result.texts)
     assert result.rejected == result.attempts - 3 > 0
     assert "exact copy of a training post" in result.reasons
-    assert result.settings == {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": 12, "seed": 5}
+    assert result.settings == {"temperature": 1.0, "top_p": 1.0, "top_k": 50, "max_length": 160, "min_length": 10,
+                               "max_new_tokens": 12, "seed": 5}
     assert bot.generate("ada", n=3, seed=5, top_p=1.0, max_new_tokens=12).texts == result.texts
 
 
@@ -196,12 +231,15 @@ def test_generation_gives_up_after_its_budget(bot, settings, tiny_base):
 
 
 def test_model_max_length_counts_the_prompt(bot, settings, tiny_base):
-    model = tiny_fixed_model(tiny_base, {" coffee": 1.0})
-    make_model_dir(settings.models_dir, "ada", tiny_base, model=model, generation={"max_length": 10})
-    result = bot.generate("ada", n=1, seed=0)
+    model = tiny_fixed_model(tiny_base, {" coffee": 0.7, "\n": 0.3})
+    make_model_dir(settings.models_dir, "ada", tiny_base, model=model, generation={"max_length": 10, "min_length": 0})
+    result = bot.generate("ada", n=8, seed=0, top_p=1.0)
     prompt_tokens = 1 + 3  # <|endoftext|> My dream is
-    assert result.settings["max_new_tokens"] == 10 - prompt_tokens
-    assert result.texts == ["My dream is" + " coffee" * 6]
+    assert result.settings["max_length"] == 10 and "max_new_tokens" not in result.settings
+    # posts that end within 10 - 4 new tokens are kept; rows that run out are refused, never cut
+    assert result.texts and all(re.fullmatch(r"My dream is( coffee){1,%d}" % (10 - prompt_tokens - 1), t)
+                                for t in result.texts), result.texts
+    assert "did not end within the token budget" in result.reasons
 
 
 async def test_agenerate_runs_off_the_event_loop(bot, settings, tiny_base):
@@ -248,7 +286,8 @@ def test_cli_generate_json(settings, tiny_base, monkeypatch):
     assert data["model_id"] == "ada" and data["prompt"] == "Hot take:"
     assert len(data["texts"]) + data["rejected"] == data["attempts"] >= 3
     assert all(t.startswith("Hot take:") for t in data["texts"])
-    assert data["settings"] == {"temperature": 0.9, "top_p": 0.95, "top_k": 40, "max_new_tokens": 20, "seed": 7}
+    assert data["settings"] == {"temperature": 0.9, "top_p": 0.95, "top_k": 40, "max_length": 160, "min_length": 10,
+                                "max_new_tokens": 20, "seed": 7}
     assert json.loads(cli(*args).stdout)["texts"] == data["texts"]
 
 
@@ -366,16 +405,17 @@ def test_demo_runs_the_whole_pipeline_offline(cli_env):
     files = json.loads(cli("models", "show", "ada_bytes", "--json").stdout)["files"]
     for name in ("card", "predictions", "loss"):
         assert f"{files[name]}" in out.replace("\n", "")
-    refused = int(re.search(r"(\d+) of (\d+) samples refused", out).group(1))
-    assert len(texts) == 5 and refused == 0  # three steps from random weights: nothing to copy yet
+    refused, drawn = map(int, re.search(r"(\d+) of (\d+) samples refused", out).groups())
+    assert len(texts) == 5 and refused == drawn - 5  # refused ones (unfinished rows, here) were drawn again
 
 
 def test_long_requests_fit_the_model_context(tokenizer):
     la = single_id(tokenizer, " la")
     model = fixed_distribution_gpt2(tokenizer, {la: 1.0}, n_positions=64)  # never stops on its own
+    counter = ForwardCounter(model)
     texts = sample(model, tokenizer, "My dream is", n=1, max_new_tokens=1000, seed=0)
     prompt_tokens = len(tokenizer.encode(EOT + "My dream is"))
-    assert texts == ["My dream is" + " la" * (64 - prompt_tokens)]
+    assert texts == [None] and counter.calls == 64 - prompt_tokens  # ran to the context's end: not a post
     with pytest.raises(ValidationError, match="this model reads at most 63"):
         sample(model, tokenizer, "la " * 100, n=1)
 
@@ -383,5 +423,46 @@ def test_long_requests_fit_the_model_context(tokenizer):
 def test_a_literal_eot_in_the_prompt_stays_text(tokenizer):
     la, newline = single_id(tokenizer, " la"), single_id(tokenizer, "\n")
     model = fixed_distribution_gpt2(tokenizer, {la: 0.5, newline: 0.5})
-    texts = sample(model, tokenizer, f"My {EOT} dream", n=2, max_new_tokens=4, seed=0)
-    assert all(t.startswith(f"My {EOT} dream") for t in texts)
+    texts = sample(model, tokenizer, f"My {EOT} dream", n=2, max_new_tokens=30, seed=0)
+    assert None not in texts and all(t.startswith(f"My {EOT} dream") for t in texts)
+
+
+def test_an_old_anticopy_index_is_rebuilt_from_the_stored_posts_on_load(bot, settings, tiny_base):
+    from bot.samples.generate import sample_path
+    from tests.test_anticopy import v1_index_dict
+
+    bot.fetch_blocking([str(sample_path("ada_bytes"))])
+    texts = bot.store.kept_texts(bot.store.get_account("x", "ada_bytes")["id"])
+    record = {"model_id": "ada", "accounts": [{"handle": "ada_bytes", "network": "x"}]}
+    path = make_model_dir(settings.models_dir, "ada", tiny_base, record=record)
+    (path / ANTICOPY_FILE).write_text(json.dumps(v1_index_dict(texts[:3])))
+    orphan = make_model_dir(settings.models_dir, "orphan", tiny_base,
+                            record={"model_id": "orphan", "accounts": [{"handle": "nobody", "network": "x"}]})
+    (orphan / ANTICOPY_FILE).write_text(json.dumps(v1_index_dict(texts[:3])))
+
+    index = bot.cache.get("ada").anticopy
+    assert index.version == 2 and index.posts == len(texts)  # rebuilt from every stored post, and saved
+    saved = json.loads((path / ANTICOPY_FILE).read_text())
+    assert saved["version"] == 2 and not any(w in (path / ANTICOPY_FILE).read_text() for w in ("coffee", "dream"))
+    assert index.check(texts[-1]) is not None
+    old = bot.cache.get("orphan").anticopy  # its posts are not stored: used as it is
+    assert old.version == 1 and old.check(texts[0]) is not None
+    assert json.loads((orphan / ANTICOPY_FILE).read_text())["version"] == 1
+
+
+def test_a_reply_reads_its_context_and_a_plain_post_reads_none(tokenizer):
+    """The context (a reply's parent) reaches the model before the post; without it the input is the plain
+    post's, unchanged. A reading counter sees exactly the tokens the model is fed first."""
+    model = random_gpt2(tokenizer)
+    seen = []
+    handle = model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["input_ids"][0].tolist()),
+                                             with_kwargs=True)
+    sample(model, tokenizer, "", n=1, max_new_tokens=2, seed=0, context="la la\nla")
+    sample(model, tokenizer, "", n=1, max_new_tokens=2, seed=0)
+    handle.remove()
+    eot = tokenizer.eos_token_id
+    context = tokenizer("la la la", add_special_tokens=False)["input_ids"]  # folded onto one line
+    assert seen[0] == [eot, *context, eot]
+    assert seen[2] == [eot]  # the plain post's first step reads end-of-text alone
+    with_context = sample(model, tokenizer, "", n=8, max_new_tokens=200, seed=1, context="Hello world, la la")
+    assert with_context != sample(model, tokenizer, "", n=8, max_new_tokens=200, seed=1)  # same seed: it is read

@@ -148,3 +148,28 @@ async def test_a_long_mention_is_read_whole(tmp_path, x_server):
         store.close()
     assert [m.text for m in found] == [long_text] and [m.username for m in found] == ["alice"]
     assert "note_tweet" in x_server.requests_to(MENTIONS)[-1].query["tweet.fields"].split(",")
+
+
+async def test_the_model_reads_the_mention_it_answers(tmp_path, trained_models, x_server, clock):
+    """The reply is generated with the mention (cleaned, its opening @mentions dropped) as the model's context,
+    and from the start-of-post token alone (no opener)."""
+    from bot.posting.poster import Poster
+
+    models_dir, model_id = trained_models
+    settings = posting_settings(tmp_path, models_dir, x_server.url, mimicbot_reply_model=model_id)
+    service = Mimicbot(settings)
+    calls = []
+
+    async def generate(model, n, prompt, context):
+        calls.append((model, prompt, context))
+        return [f"an answer to number {len(calls)} of them"]
+
+    poster = Poster(service.store, settings, generate)
+    replies = ReplyLoop(service.store, settings, poster, ReplyConfig.from_settings(settings),
+                        caller=XCaller(settings, sleep=RecordingSleep(clock)), sleep=RecordingSleep(clock))
+    mention(x_server, "alice", "@mimicbot @bob do you like compost &amp; bees? https://t.co/x")
+    handled = await replies.poll_once()
+    assert [h.outcome.status for h in handled] == ["sent"]
+    assert calls == [(model_id, "", "do you like compost & bees?")]
+    assert x_server.tweets[-1].text.startswith("an answer to number 1")
+    service.close()

@@ -165,3 +165,29 @@ def test_cli_post_to_x_and_dry_run(tmp_path, trained_models, x_server, monkeypat
 
     bad = runner.invoke(app, ["post", model_id, "--to", "myspace"])
     assert bad.exit_code == 2 and "bad target 'myspace'" in bad.output
+
+
+def test_autonomous_posts_open_however_the_model_writes_unless_given_an_opener(tmp_path, trained_models, x_server,
+                                                                              monkeypatch):
+    """Six dry runs of `post` start from the start-of-post token alone: they do not all open with the demo's
+    "My dream is"; `--prompt` sets the opener."""
+    import json
+
+    models_dir, model_id = trained_models
+    settings = posting_settings(tmp_path, models_dir, x_server.url)
+    monkeypatch.chdir(tmp_path)
+    for name, value in {**settings.model_dump(mode="json"), **TEST_CREDENTIALS}.items():
+        if value is not None and name.startswith(("mimicbot_", "twitter_")):
+            monkeypatch.setenv(name.upper(), str(value))
+    _register()
+    runner = CliRunner()
+    texts = []
+    for _ in range(6):
+        dry = runner.invoke(app, ["post", model_id, "--to", "x", "--dry-run", "--json"])
+        assert dry.exit_code == 0, dry.output
+        texts.append(json.loads(dry.stdout)["text"])
+    assert all(texts) and not all(t.startswith("My dream is") for t in texts), texts
+    opened = runner.invoke(app, ["post", model_id, "--to", "x", "--dry-run", "--json", "--prompt", "Hot  take:"])
+    assert opened.exit_code == 0, opened.output
+    assert json.loads(opened.stdout)["text"].startswith("Hot take:")
+    assert x_server.requests_to("/2/tweets") == []

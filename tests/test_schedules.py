@@ -261,3 +261,22 @@ async def test_the_poll_loop_notices_edits_by_itself(tmp_path, trained_models, x
     finally:
         await daemon.stop()
         bot.close()
+
+
+async def test_a_schedule_with_a_prompt_fires_with_that_opener(service, model_id, x_server, clock):
+    plain = service.add_schedule(model_id, "x", cron="0 9 * * *")
+    opened = service.add_schedule(model_id, "x", cron="0 9 * * *", prompt="  Hot take: ")
+    assert plain["prompt"] is None and opened["prompt"] == "Hot take:"
+    assert [r["prompt"] for r in service.list_schedules()] == [None, "Hot take:"]
+    with pytest.raises(ValidationError, match="at most 200"):
+        service.add_schedule(model_id, "x", cron="0 9 * * *", prompt="x" * 201)
+    daemon = PostingDaemon(service)
+    await daemon.start()
+    try:
+        await fire_at(daemon, clock, datetime(2031, 3, 3, 9, 0, 1, tzinfo=UTC))
+    finally:
+        await daemon.stop()
+    sent = {e["schedule_id"]: e["text"] for e in Ledger(service.store).list() if e["status"] == "sent"}
+    assert set(sent) == {plain["id"], opened["id"]}
+    assert sent[opened["id"]].startswith("Hot take:")
+    assert len(x_server.requests_to(TWEETS)) == 2

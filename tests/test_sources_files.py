@@ -280,3 +280,26 @@ def test_a_malformed_import_is_one_line_and_exit_2_through_the_cli(settings, mon
     assert res.exit_code == 2
     assert res.stderr.strip().count("\n") == 0 and "points outside the archive" in res.stderr
     assert "Traceback" not in res.output
+
+
+def test_replies_keep_the_message_they_answer_when_the_source_has_it(bot, tmp_path):
+    items = [tweet(1, "what should I plant first this spring, friends?"),
+             tweet(2, "@alice plant the tomatoes first &amp; the basil after", in_reply_to_status_id_str="1001"),
+             tweet(3, "@bob an answer to a post that is not in the archive", in_reply_to_status_id_str="77")]
+    z = write_archive_zip(tmp_path / "a.zip", {"data/account.js": account_js("alice", "Alice"),
+                                               "data/tweets.js": ytd("tweets", items)})
+    posts = bot.source(str(z)).read().posts
+    assert [p.parent_text for p in posts] == [None, "what should I plant first this spring, friends?", None]
+    assert [p.reply_to_id for p in posts] == [None, "1001", "77"]
+    lines = [{"text": "a plain post with enough words"},
+             {"text": "@carol yes I would love some cuttings", "parent": "@alice want some &amp; rose cuttings?"}]
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text("\n".join(json.dumps(line) for line in lines))
+    bot.fetch_blocking([str(z)])
+    bot.fetch_blocking([str(jsonl)], handle="carol")
+    alice = bot.store.get_account("x", "alice")["id"]
+    carol = bot.store.get_account("file", "carol")["id"]
+    # the parent as the model reads it: cleaned, its opening @mentions dropped
+    assert bot.store.kept_parents(alice) == {"@alice plant the tomatoes first & the basil after":
+                                             "what should I plant first this spring, friends?"}
+    assert bot.store.kept_parents(carol) == {"@carol yes I would love some cuttings": "want some & rose cuttings?"}

@@ -76,3 +76,33 @@ def test_a_write_lock_held_past_the_busy_timeout_is_one_clear_error_and_writes_n
     assert bot.store.query("select count(*) as n from posts")[0]["n"] == 0
     assert bot.store.query("select count(*) as n from accounts")[0]["n"] == 0
     bot.close()
+
+
+def test_posts_cleaned_by_the_old_rules_are_cleaned_again_as_the_recipe(settings):
+    """Migration m005: a database written before cleaning followed the recipe exactly is re-cleaned on open."""
+    from sqlite_utils import Database
+
+    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_path)
+    migrations.apply(db, stop_before="m005_reclean_posts_as_the_recipe")
+    db["accounts"].insert({"id": 1, "network": "x", "handle": "ada"})
+    old = [  # raw text, what the old rules stored, was it short then
+        ("Great:https://t.co/x stuff to read", "Great: stuff to read", 0),
+        ("fish &amp;amp; chips tonight", "fish & chips tonight", 0),
+        ("look HTTP://T.CO/X", "look", 1),
+        ("RT @bob: a b c", "", 0),
+    ]
+    db["posts"].insert_all({"account_id": 1, "post_id": str(i), "raw_text": raw, "clean_text": clean, "is_retweet":
+                            int(raw.startswith("RT @")), "is_short": short} for i, (raw, clean, short) in enumerate(old))
+    db.close()
+    store = Store(settings.db_path)
+    rows = store.query("select clean_text, is_short, is_retweet from posts order by post_id")
+    assert [(r["clean_text"], r["is_short"]) for r in rows] == [
+        ("Great:stuff to read", 0),  # the link went with the space after it
+        ("fish &amp; chips tonight", 0),
+        ("look HTTP://T.CO/X", 1),  # 'HTTP://T.CO/X' contains http: one plain word
+        ("", 0),
+    ]
+    assert rows[3]["is_retweet"] == 1
+    assert not migrations.pending(store.db)
+    store.close()

@@ -136,7 +136,11 @@ def test_model_folder_files(cyborg, accounts, models_dir):
         assert (path / name).is_file(), name
     assert all(p.stat().st_mode & 0o044 == 0o044 for p in [path, *path.iterdir()])  # others may load it
     gen = json.loads((path / "generation_config.json").read_text())
-    assert (gen["do_sample"], gen["top_p"], gen["temperature"], gen["min_length"]) == (True, 0.95, 1.0, 10)
+    assert (gen["do_sample"], gen["top_p"], gen["min_length"], gen["max_length"]) == (True, 0.95, 10, 160)
+    from transformers import GenerationConfig
+
+    config = GenerationConfig.from_pretrained(path)  # what transformers applies: the recipe's settings, top_k 50
+    assert (config.temperature, config.top_k, config.max_new_tokens) == (1.0, 50, None)
     assert gen["prefix"] == EOT and gen["eos_token_id"] == gen["pad_token_id"]
     assert json.loads((path / "config.json").read_text())["prefix"] == EOT
 
@@ -160,6 +164,19 @@ def test_pipeline_loads_and_generates(cyborg, models_dir):
     assert len(out) == 2
     assert all(o["generated_text"].startswith("My dream is") for o in out)
     assert all(len(o["generated_text"]) > len("My dream is") for o in out)
+
+
+def test_the_cards_snippet_runs_with_the_settings_the_model_carries(cyborg, models_dir):
+    import re
+
+    path = models_dir / "ada_bytes-grace_gardens"
+    card = (path / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    assert "top_k=50" in code and "max_length=160" in code and "min_length=10" in code and "top_p=0.95" in code
+    scope: dict = {}
+    exec(code.replace("model='ada_bytes-grace_gardens'", f"model={str(path)!r}"), scope)
+    assert len(scope["posts"]) == 5 and all(p.startswith("My dream is") and "\n" not in p for p in scope["posts"])
+    assert cyborg[0]["generation"]["top_k"] == 50 and cyborg[0]["generation"]["max_length"] == 160
 
 
 # -- retraining -----------------------------------------------------------------------------------------
@@ -301,3 +318,15 @@ def test_tiny_base_survives_a_race(tmp_path):
     assert paths == [tmp_path / "_base" / "tiny"] * 2
     assert sorted(p.name for p in (tmp_path / "_base").iterdir()) == ["tiny"]  # the loser's copy is gone
     assert (tmp_path / "_base" / "tiny" / "model.safetensors").is_file()
+
+
+def test_a_known_parent_is_read_before_its_reply_outside_the_loss():
+    from bot.training.trainer import IGNORE, join_units
+
+    eot = 0
+    ids, labels = join_units([[5, 6], [7, 8, 9]], [[], [3, 4]], eot)
+    assert ids == [0, 5, 6, 0, 3, 4, 0, 7, 8, 9, 0]
+    assert labels == [0, 5, 6, 0, IGNORE, IGNORE, IGNORE, 7, 8, 9, 0]
+    # without parents the stream and its labels are the recipe's text
+    plain_ids, plain_labels = join_units([[5, 6], [7, 8, 9]], [[], []], eot)
+    assert plain_ids == plain_labels == join_posts([[5, 6], [7, 8, 9]], eot)

@@ -68,8 +68,8 @@ def run_demo(epochs: int = DEMO_EPOCHS, lr: float = DEMO_LR, max_steps: int | No
         _step("3. generate", f"5 posts from {req.model_id}")
         result = bot.generate(req.model_id, n=5, seed=seed)
         print_texts(result.texts)
-        out.print(f"{result.rejected} of {result.attempts} samples refused as copies of training posts",
-                  style="dim", highlight=False)
+        out.print(f"{result.rejected} of {result.attempts} samples refused (copies of training posts, or posts that "
+                  "did not end within the 160-token budget)", style="dim", highlight=False)
 
         _step("4. files", "the model card and its pictures")
         files = bot.model(req.model_id)["files"]

@@ -24,8 +24,9 @@ def generate(
     n: int = typer.Option(5, "-n", help="how many posts"),
     temperature: float = typer.Option(None, "--temperature", help="default: the model's (1.0)"),
     top_p: float = typer.Option(None, "--top-p", help="nucleus sampling; default: the model's (0.95)"),
-    top_k: int = typer.Option(None, "--top-k", help="0 = off; default: the model's (0)"),
-    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="cap on each post's length in tokens"),
+    top_k: int = typer.Option(None, "--top-k", help="0 = off; default: the model's (50)"),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens",
+                                        help="budget of new tokens; default: the model's 160 in all, prompt included"),
     seed: int = typer.Option(None, "--seed", help="same seed, same posts"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:

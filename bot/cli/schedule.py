@@ -20,8 +20,8 @@ outgoing_app = typer.Typer(help="The outgoing ledger: every post sent, refused o
 app.add_typer(outgoing_app, name="outgoing")
 
 TARGETS_HELP = "where to post: x, bsky, mastodon or discord:CHANNEL_ID"
-SCHEDULE_COLUMNS = ("id", "model_id", "target", "when", "require_approval", "paused", "next_fire", "last_fire_at",
-                    "last_status", "last_error")
+SCHEDULE_COLUMNS = ("id", "model_id", "target", "when", "prompt", "require_approval", "paused", "next_fire",
+                    "last_fire_at", "last_status", "last_error")
 
 
 def _show_schedule(row: dict, verb: str) -> None:
@@ -38,12 +38,14 @@ def schedule_add(
     tz: str = typer.Option(None, "--tz", help="IANA time zone of --cron (default MIMICBOT_SCHEDULE_TIMEZONE); not with --every"),
     approval: bool = typer.Option(False, "--approval", help="drafts wait for Approve in Discord"),
     approval_channel: int = typer.Option(None, "--approval-channel", help="Discord channel id for the drafts (with --approval)"),
+    prompt: str = typer.Option(None, "--prompt", "-p",
+                               help="how each post starts (default: none, the model writes the whole post)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Add a schedule (exactly one of --cron and --every)."""
     with service() as bot:
         row = bot.add_schedule(model_id, to, cron=cron, every=every, timezone=tz, require_approval=approval,
-                               approval_channel_id=approval_channel)
+                               approval_channel_id=approval_channel, prompt=prompt)
     if as_json:
         print_json(row)
     else:
@@ -110,6 +112,8 @@ def post(
     dry_run: bool = typer.Option(False, "--dry-run", help="generate and guard, print, send nothing"),
     cw: str = typer.Option(None, "--cw", metavar="TEXT",
                            help="Mastodon only: the post's content warning (default: MIMICBOT_MASTODON_CW)"),
+    prompt: str = typer.Option(None, "--prompt", "-p",
+                               help="how the post starts (default: none, the model writes the whole post)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Post once, now: generate in the model's voice, pass the guards, send, record in the ledger."""
@@ -117,7 +121,7 @@ def post(
 
     quiet_transformers()
     with service() as bot:
-        outcome = asyncio.run(bot.post(model_id, to, dry_run=dry_run, content_warning=cw))
+        outcome = asyncio.run(bot.post(model_id, to, dry_run=dry_run, prompt=prompt, content_warning=cw))
     if as_json:
         print_json(outcome.as_dict())
     else:

@@ -22,7 +22,11 @@ EXTRA_ROUNDS = 3  # resampling rounds after the first, for samples the anti-copy
 SPARE = 0.3  # the first round draws this much more than asked (rounded down): spare rows in one batch cost far less
 # than a second round (bench/README.md), and some samples are always refused
 MAX_BATCH = 32
-DEFAULTS = {"temperature": 1.0, "top_p": 0.95, "top_k": 0, "max_new_tokens": 60}
+# The recipe's sampling (../shared/reference/huggingtweets-recipe.md), saved as every model's defaults;
+# max_length and min_length count the end-of-text token and the opener, as transformers' do.
+DEFAULTS = {"temperature": 1.0, "top_p": 0.95, "top_k": 50, "max_length": 160, "min_length": 10}
+SETTINGS = (*DEFAULTS, "max_new_tokens")  # max_new_tokens: a budget of new tokens instead of max_length
+CUT = "did not end within the token budget"
 MAX_N = 64
 MAX_NEW_TOKENS = 1024
 
@@ -76,26 +80,23 @@ class GenerationResult:
         return asdict(self)
 
 
-def resolve_settings(loaded: LoadedModel, prompt: str, **given) -> dict:
-    """Sampling settings: those given (not None), else the model's, else DEFAULTS.
+def resolve_settings(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, **given) -> dict:
+    """Sampling settings: those given (not None), else the model's generation_config.json, else DEFAULTS.
 
-    A model config's `max_length` (the recipe stores 160) counts the prompt; it becomes max_new_tokens
-    when the config sets no max_new_tokens."""
-    from .sampling import prompt_length
-
-    model_defaults = dict(loaded.defaults)
-    max_length = model_defaults.pop("max_length", None)
-    if "max_new_tokens" not in model_defaults and max_length:
-        model_defaults["max_new_tokens"] = max(1, max_length - prompt_length(loaded.tokenizer, prompt))
-    settings = {**DEFAULTS, **{k: v for k, v in model_defaults.items() if k in DEFAULTS}}
+    The budget is `max_length` tokens in all (end-of-text and the opener included), unless `max_new_tokens`
+    is given or the model's config sets it (models trained before mimicbot followed the recipe's budget
+    carry `max_new_tokens` 60)."""
+    settings = {**DEFAULTS, **{k: v for k, v in loaded.defaults.items() if k in SETTINGS}}
     settings.update({k: v for k, v in given.items() if v is not None})
     return settings
 
 
 def generate(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, n: int = 5, *, seed: int | None = None,
-             extra_rounds: int = EXTRA_ROUNDS, **given) -> GenerationResult:
-    """Up to `n` new posts from `loaded`. Samples that copy a training post, say nothing beyond the prompt
-    or repeat another sample are refused and replaced, drawing twice the shortfall in each extra round."""
+             extra_rounds: int = EXTRA_ROUNDS, context: str | None = None, **given) -> GenerationResult:
+    """Up to `n` new, whole posts from `loaded`, each starting with `prompt` ("" for none). Samples that did
+    not end within the budget, copy a training post, say nothing beyond the prompt or repeat another sample
+    are refused and replaced, drawing twice the shortfall in each extra round. `context`: the message a reply
+    answers, read by the model before the post (see sampling.sample)."""
     from .sampling import sample
 
     check_settings(n, **{k: v for k, v in given.items() if k in DEFAULTS})
@@ -110,11 +111,12 @@ def generate(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, n: int = 5, *, s
             break
         batch = min(MAX_BATCH, missing + int(SPARE * missing) if round_ == 0 else 2 * missing)
         round_seed = None if seed is None else seed + round_
-        for text in sample(loaded.model, loaded.tokenizer, prompt, batch, seed=round_seed, **settings):
+        for text in sample(loaded.model, loaded.tokenizer, prompt, batch, seed=round_seed, context=context,
+                           **settings):
             if len(texts) == n:  # spares left over: not examined, not counted
                 break
             attempts += 1
-            reason = refusal(loaded, prompt, text, texts)
+            reason = CUT if text is None else refusal(loaded, prompt, text, texts)
             if reason:
                 reasons.append(reason)
             else:
@@ -132,4 +134,4 @@ def refusal(loaded: LoadedModel, prompt: str, text: str, accepted: list[str]) ->
     return loaded.anticopy.check(text) if loaded.anticopy is not None else None
 
 
-__all__ = ["DEFAULTS", "GenerationResult", "LoadedModel", "check_settings", "generate", "resolve_settings"]
+__all__ = ["CUT", "DEFAULTS", "GenerationResult", "LoadedModel", "check_settings", "generate", "resolve_settings"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import re
 import threading
 from pathlib import Path
@@ -12,22 +13,27 @@ from .. import modelfolder
 from ..errors import MimicbotError, UnknownModel
 from ..modelfolder import (ANTICOPY_FILE, CARD_FILE, GENERATION_FILE, LOSS_FILE, PREDICTIONS_FILE,
                            TRAINING_FILE)
-from .anticopy import AntiCopyIndex
+from .anticopy import VERSION as ANTICOPY_VERSION
+from .anticopy import AntiCopyIndex, build_index
 from .cache import LoadedModel
-SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "max_length")
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "max_length", "min_length")
 
 MAX_SHOWN = 60  # characters of an unknown model's name quoted back
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 MAX_ID = 255  # a model id is a folder's name: at most 255 bytes on every file system we run on
+log = logging.getLogger(__name__)
 _LOAD_LOCK = threading.Lock()  # transformers' from_pretrained is not thread-safe (its meta-device set-up)
 
 
 class ModelStore:
     """The models on disk: list, describe, load and remove them."""
 
-    def __init__(self, models_dir: str | Path, dtype: str = "auto"):
+    def __init__(self, models_dir: str | Path, dtype: str = "auto", posts_for=None):
         self.root = Path(models_dir)
         self.dtype = dtype  # the weights' dtype in memory: auto (bot.devices.inference_dtype), fp32, bf16, fp16
+        # training.json -> the model's training posts (cleaned texts), or None when they are not all stored:
+        # used to rebuild an anti-copy index of an older format
+        self.posts_for = posts_for
 
     # -- finding ----------------------------------------------------------------------------------
 
@@ -126,9 +132,29 @@ class ModelStore:
                 tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as e:
             raise MimicbotError(f"model {model_id!r} cannot be loaded from {path}: {e}") from None
-        index_path = path / ANTICOPY_FILE
-        anticopy = AntiCopyIndex.load(index_path) if index_path.exists() else None
+        anticopy = self.anticopy(model_id)
         return LoadedModel(model_id, model, tokenizer, self.sampling_defaults(model_id), anticopy)
+
+    def anticopy(self, model_id: str) -> AntiCopyIndex | None:
+        """The model's anti-copy index (None if it has none). An index of an older format is rebuilt from the
+        model's posts in the store and saved (atomically) when they are all there; otherwise it is used as it
+        is, with its own run length."""
+        path = self.path(model_id) / ANTICOPY_FILE
+        if not path.exists():
+            return None
+        index = AntiCopyIndex.load(path)
+        if index.version == ANTICOPY_VERSION:
+            return index
+        texts = self.posts_for(self.training(model_id)) if self.posts_for else None
+        if not texts:
+            log.warning("model %s: its anti-copy index is of version %s and its posts are not in the store; "
+                        "it is used as it is (retrain the model to renew it)", model_id, index.version)
+            return index
+        index = build_index(texts)
+        index.save(path)
+        log.info("model %s: anti-copy index rebuilt from %d stored posts (version %s)", model_id, index.posts,
+                 ANTICOPY_VERSION)
+        return index
 
     def remove(self, model_id: str) -> Path:
         """Delete a model atomically: renamed out of sight first, so it is never seen half-deleted."""

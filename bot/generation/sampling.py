@@ -1,11 +1,17 @@
-"""Sampling posts from a fine-tuned GPT-2, as the recipe does it.
+"""Sampling whole posts from a fine-tuned GPT-2, as the recipe does it.
 
-The prompt is `<|endoftext|>` followed by the start text ("My dream is"): the model was trained on posts
-joined by that token, so it reads the prompt as "a new post starts here". `n` samples are drawn as one
-batch (`num_return_sequences`) with the KV cache. A post ends at its first newline or end-of-text, so a
-stopping rule marks each row finished as soon as it emits such a token; finished rows are padded and
-the batch ends when every row is done, long before `max_new_tokens` in the usual case. Each text is then
-cut at its first newline and stripped; it starts with the prompt words.
+The prompt is `<|endoftext|>` followed by the opener (the start text: "My dream is" for `generate`, nothing
+at all for autonomous posts): the model was trained on posts joined by that token, so it reads the prompt
+as "a new post starts here". A reply puts the message it answers before that (`context`, see
+`reply_context`). `n` samples are drawn as one batch (`num_return_sequences`) with the KV cache.
+
+The recipe's settings: `top_p` 0.95, temperature 1.0, `top_k` 50 (what `generate` applied when the recipe set
+none), at least `min_length` 10 and at most `max_length` 160 tokens counting the end-of-text token and the
+opener (the context of a reply is not counted). A post ends at its first line break or end-of-text: a stopping
+rule marks each row finished as soon as it emits such a token; finished rows are padded and the batch ends when
+every row is done. A row that reaches the budget without ending is cut in the middle of a post: it is returned
+as None (`generate` counts it refused and draws again), never as a post. Each finished text is cut at its
+first line break and its spaces folded; it starts with the opener.
 
 The torch random generator is process-global, so sampling holds one process-wide lock around seeding
 and generating: a seeded call is reproducible even while other threads generate, and the global
@@ -62,9 +68,19 @@ def stop_token_ids(tokenizer) -> torch.Tensor:
     return stop
 
 
-def check_params(n: int, max_new_tokens: int, temperature: float, top_p: float, top_k: int) -> None:
+MAX_LENGTH = 160  # the recipe's budget: end-of-text, opener and post, in tokens
+MIN_LENGTH = 10  # the recipe's minimum, counted the same way (end-of-text cannot come earlier)
+TOP_K = 50  # transformers' default, which applied because the recipe set none
+
+
+def check_params(n: int, max_new_tokens: int | None, temperature: float, top_p: float, top_k: int,
+                 max_length: int = MAX_LENGTH, min_length: int = MIN_LENGTH) -> None:
     """Out-of-range sampling settings are a person's mistake: say which one and why."""
     check_settings(n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k)
+    if max_length < 2 or max_length > 2048:
+        raise ValidationError(f"max_length must be between 2 and 2048 (got {max_length})")
+    if min_length < 0 or min_length > max_length:
+        raise ValidationError(f"min_length must be between 0 and max_length {max_length} (got {min_length})")
 
 
 def first_line(text: str) -> str:
@@ -80,23 +96,38 @@ def sample(
     prompt: str = DEFAULT_PROMPT,
     n: int = 5,
     *,
-    max_new_tokens: int = 60,
+    max_length: int = MAX_LENGTH,
+    min_length: int = MIN_LENGTH,
+    max_new_tokens: int | None = None,
     temperature: float = 1.0,
     top_p: float = 0.95,
-    top_k: int = 0,
+    top_k: int = TOP_K,
     seed: int | None = None,
-) -> list[str]:
-    """`n` posts starting with `prompt` (its spaces folded), each cut at its first line break or
-    end-of-text. Same seed, same texts."""
-    check_params(n, max_new_tokens, temperature, top_p, top_k)
+    context: str | None = None,
+) -> list[str | None]:
+    """`n` posts starting with `prompt` (its spaces folded; "" lets the model write the whole post), each cut
+    at its first line break or end-of-text; None for a row that used its whole budget without ending.
+
+    The budget is `max_length` tokens counting end-of-text and the prompt (the recipe's), or `max_new_tokens`
+    new tokens when given. `context`, when given, is read before the post (a reply's parent message) and is
+    not counted. Same seed, same texts."""
+    check_params(n, max_new_tokens, temperature, top_p, top_k, max_length, min_length)
     prompt = fold(prompt)
     eos = tokenizer.eos_token_id
     device = next(model.parameters()).device
     with _LOCK:  # also keeps a fast tokenizer to one thread at a time
-        stopping = StoppingCriteriaList([StopAtNewline(stop_token_ids(tokenizer))])
-        ids = _prompt_ids(tokenizer, prompt)
-        config = GenerationConfig(
-            do_sample=True, num_return_sequences=n, max_new_tokens=fit_context(model, len(ids), max_new_tokens),
+        stop_ids = stop_token_ids(tokenizer)
+        stopping = StoppingCriteriaList([StopAtNewline(stop_ids)])
+        post_ids = _prompt_ids(tokenizer, prompt)
+        ids = (_context_ids(tokenizer, context) if context else []) + post_ids
+        budget = max_new_tokens if max_new_tokens is not None else max_length - len(post_ids)
+        if budget < 1:
+            raise ValidationError(f"the prompt is {len(post_ids)} tokens; the budget of {max_length} tokens "
+                                  "leaves no room for a post")
+        budget = fit_context(model, len(ids), budget)
+        config = GenerationConfig(  # lengths in all (as the model's own config states them), so that they replace its
+            do_sample=True, num_return_sequences=n, max_length=len(ids) + budget,
+            min_length=len(ids) + min(budget, max(0, min_length - len(post_ids))),
             temperature=temperature, top_p=top_p, top_k=top_k, pad_token_id=eos, eos_token_id=eos, use_cache=True,
         )
         input_ids = torch.tensor([ids], device=device)
@@ -105,8 +136,10 @@ def sample(
             torch.manual_seed(seed if seed is not None else random.SystemRandom().randrange(2**63))
             out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                                  generation_config=config, stopping_criteria=stopping)
-        posts = [prompt + tokenizer.decode(until(row[len(ids):].tolist(), eos)) for row in out]
-    return [first_line(p) for p in posts]
+        new = out[:, len(ids):]
+        ended = torch.isin(new, stop_ids.to(new.device)).any(dim=1).tolist()
+        posts = [prompt + tokenizer.decode(until(row.tolist(), eos)) for row in new]
+    return [first_line(p) if done else None for p, done in zip(posts, ended)]
 
 
 def until(ids: list[int], stop: int) -> list[int]:
@@ -123,6 +156,12 @@ def prompt_length(tokenizer, prompt: str) -> int:
     """Tokens the model reads before it writes: end-of-text and the prompt."""
     with _LOCK:
         return len(_prompt_ids(tokenizer, fold(prompt)))
+
+
+def _context_ids(tokenizer, context: str) -> list[int]:
+    """What the model reads before a reply: end-of-text, the message answered (on one line) as plain text."""
+    return [tokenizer.eos_token_id] + tokenizer(fold(context), add_special_tokens=False,
+                                                split_special_tokens=True)["input_ids"]
 
 
 def _prompt_ids(tokenizer, prompt: str) -> list[int]:

@@ -63,8 +63,9 @@ class PostingDaemon:
                     "approval drafts need the Discord bot (DISCORD_TOKEN), which is not running"
                 return PostOutcome("failed", target.name, error=why)
             outcome = await poster.draft(schedule["model_id"], target, self.approvals, channel,
-                                         fire_key=fire_key, schedule_id=schedule["id"])
+                                         fire_key=fire_key, schedule_id=schedule["id"], prompt=schedule.get("prompt") or "")
         else:
-            outcome = await poster.post(schedule["model_id"], target, fire_key=fire_key, schedule_id=schedule["id"])
+            outcome = await poster.post(schedule["model_id"], target, fire_key=fire_key, schedule_id=schedule["id"],
+                                        prompt=schedule.get("prompt") or "")
         log.info("schedule %s fired (%s): %s %s", schedule["id"], fire_key, outcome.status, outcome.error or "")
         return outcome

@@ -23,7 +23,9 @@ from .ledger import Ledger
 
 log = logging.getLogger(__name__)
 
-Generate = Callable[[str, int], Awaitable[list[str]]]  # (model id, n) → candidate texts
+# (model id, n, opener, context) → candidate texts. The opener is how each post starts ("" lets the model write the
+# whole post); the context is the message a reply answers (None for a post).
+Generate = Callable[[str, int, str, str | None], Awaitable[list[str]]]
 
 
 class ApprovalSink(Protocol):
@@ -68,22 +70,25 @@ class Poster:
         recent = self.ledger.recent_texts(self.guard_config.repeat_window, exclude_id=exclude_entry)
         return Guards(self.guard_config, copy_check=self.copy_check_for(model_id), recent=recent)
 
-    async def compose(self, model_id: str, target: Target) -> str:
-        """The text to send: the first of MIMICBOT_POST_CANDIDATES samples that every guard accepts."""
-        candidates = await self.generate(model_id, self.settings.mimicbot_post_candidates)
+    async def compose(self, model_id: str, target: Target, *, prompt: str = "", context: str | None = None) -> str:
+        """The text to send: the first of MIMICBOT_POST_CANDIDATES samples that every guard accepts. Each sample
+        starts with `prompt` ("": from the start-of-post token alone) and reads `context` first (a reply's parent)."""
+        candidates = await self.generate(model_id, self.settings.mimicbot_post_candidates, prompt, context)
         guards = await asyncio.to_thread(self.guards, model_id)  # reads the ledger, may load the anti-copy index
         _, text = guards.first_acceptable(candidates, target)
         return text
 
     async def post(self, model_id: str, target: Target, *, dry_run: bool = False, fire_key: str | None = None,
-                   schedule_id: int | None = None, reply_to: dict | None = None) -> PostOutcome:
-        """Compose and send one post (or a reply: `reply_to` = {reply_to_id, reply_to_user_id, conversation_id}).
+                   schedule_id: int | None = None, reply_to: dict | None = None, prompt: str = "",
+                   context: str | None = None) -> PostOutcome:
+        """Compose and send one post (or a reply: `reply_to` = {reply_to_id, reply_to_user_id, conversation_id},
+        `context` = the text it answers). `prompt`: a fixed opener ("" by default: the model writes the whole post).
 
         With `fire_key`, a second call for the same key does nothing (status "skipped")."""
         if fire_key and await asyncio.to_thread(self.ledger.by_fire_key, fire_key):
             return PostOutcome.skipped(target, fire_key)
         try:
-            text = await self.compose(model_id, target)
+            text = await self.compose(model_id, target, prompt=prompt, context=context)
         except PostRejected as e:
             return PostOutcome("rejected", target.name, error=str(e), refused=e.reasons)
         if dry_run:
@@ -123,12 +128,12 @@ class Poster:
     # -- drafts that need a human ------------------------------------------------------------------
 
     async def draft(self, model_id: str, target: Target, sink: ApprovalSink, channel_id: int, *,
-                    fire_key: str | None = None, schedule_id: int | None = None) -> PostOutcome:
-        """Compose a post and hand it to a human instead of sending it."""
+                    fire_key: str | None = None, schedule_id: int | None = None, prompt: str = "") -> PostOutcome:
+        """Compose a post (opener `prompt`, "" by default) and hand it to a human instead of sending it."""
         if fire_key and await asyncio.to_thread(self.ledger.by_fire_key, fire_key):
             return PostOutcome.skipped(target, fire_key)
         try:
-            text = await self.compose(model_id, target)
+            text = await self.compose(model_id, target, prompt=prompt)
         except PostRejected as e:
             return PostOutcome("rejected", target.name, error=str(e), refused=e.reasons)
         entry_id = await asyncio.to_thread(self.ledger.open, model_id=model_id, target=target.name, text=text,

@@ -1,5 +1,8 @@
 """Replies on X: poll the bot's mentions and answer in the model's voice, with loop guards.
 
+- The model reads the mention before it writes its answer: `<|endoftext|>` + the mention (cleaned, its opening
+  @mentions dropped) + `<|endoftext|>`, then the reply from the start-of-post token (README, "Replies").
+
 - The cursor (`since_id` of the newest mention handled) is stored after each mention, so a restart never reads
   a mention twice; a reply already in the ledger for a mention is never sent again either.
 - Mentions older than MIMICBOT_REPLY_MAX_AGE_MINUTES are never answered: a restart after a long stop skips the
@@ -21,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from ..cleaning import context_text
 from ..config import Settings
 from ..networks.x import NOTE_TWEET, full_text
 from ..store import Store
@@ -179,7 +183,9 @@ class ReplyLoop:
             return Handled(m, skipped=why)
         conversation = await asyncio.to_thread(self.conversation, m)
         reply = {"reply_to_id": m.id, "reply_to_user_id": m.author_id, "conversation_id": conversation}
-        outcome = await self.poster.post(self.config.model_id, self.target, reply_to=reply)
+        # the mention is what the model reads before it writes (bot/generation/sampling.py, `context`)
+        outcome = await self.poster.post(self.config.model_id, self.target, reply_to=reply,
+                                         context=context_text(m.text) or None)
         return Handled(m, outcome=outcome)
 
 

@@ -82,6 +82,17 @@ def trigger_for(schedule: dict) -> CronTrigger | IntervalTrigger:
     return IntervalTrigger(seconds=int(schedule["spec"]), start_date=anchor, timezone=tz)
 
 
+MAX_PROMPT = 200  # characters of a fixed opener
+
+
+def check_prompt(prompt: str | None) -> str | None:
+    """A post's fixed opener on one line (None when there is none); ValidationError when it is too long."""
+    prompt = " ".join((prompt or "").split())
+    if len(prompt) > MAX_PROMPT:
+        raise ValidationError(f"the prompt is {len(prompt)} characters; at most {MAX_PROMPT}")
+    return prompt or None
+
+
 def describe(schedule: dict) -> str:
     if schedule["kind"] == "cron":
         return f"cron {schedule['spec']} ({schedule['timezone']})"
@@ -114,9 +125,11 @@ class Schedules:
 
     def add(self, model_id: str, target: str, *, cron: str | None = None, every: str | None = None,
             timezone: str | None = None, require_approval: bool = False,
-            approval_channel_id: int | None = None) -> dict:
-        """Validate and store a schedule; returns its row. Exactly one of `cron` and `every`."""
+            approval_channel_id: int | None = None, prompt: str | None = None) -> dict:
+        """Validate and store a schedule; returns its row. Exactly one of `cron` and `every`. `prompt`: how each
+        of its posts starts (None or "": the model writes the whole post from the start-of-post token)."""
         target = validate_target_name(target)
+        prompt = check_prompt(prompt)
         tz_name = timezone or self.settings.mimicbot_schedule_timezone
         tz = parse_timezone(tz_name)
         if (cron is None) == (every is None):
@@ -140,7 +153,7 @@ class Schedules:
         now = utcnow()
         row = {"model_id": model_id, "target": target, "kind": kind, "spec": spec, "timezone": tz_name,
                "require_approval": int(require_approval), "approval_channel_id": approval_channel_id,
-               "paused": 0, "anchor_at": _first_interval_fire(kind, spec), "rev": 1, "created_at": now,
+               "paused": 0, "anchor_at": _first_interval_fire(kind, spec), "rev": 1, "prompt": prompt, "created_at": now,
                "updated_at": now}
         with self.store.transaction() as db:
             schedule_id = db["schedules"].insert(row).last_pk

@@ -13,7 +13,11 @@ from ..naming import AccountSpec, looks_like_path, parse_spec
 from ..naming import normalise_handle
 from .base import AccountInfo, FetchResult, RawPost, Source
 
-__all__ = ["AccountInfo", "FetchResult", "RawPost", "Source", "normalise_handle", "open_source", "looks_like_path"]
+__all__ = ["AccountInfo", "FetchResult", "RawPost", "SOURCES", "Source", "normalise_handle", "open_source",
+           "looks_like_path"]
+
+# Every kind of source `open_source` reads, as the model card names them (keep in step with open_source).
+SOURCES = ("the X API", "an X archive export", "Bluesky", "Mastodon", "text files (.txt, one post a line, or .jsonl)")
 
 
 def open_source(spec: str | AccountSpec, settings: Settings, handle: str | None = None) -> Source:

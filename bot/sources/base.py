@@ -31,6 +31,8 @@ class RawPost:
     is_reply: bool = False
     is_quote: bool = False
     lang: str | None = None
+    reply_to_id: str | None = None  # the post this one answers, when it is a reply
+    parent_text: str | None = None  # that post's text, when the source gives it: trained on as the reply's context
 
 
 @dataclass

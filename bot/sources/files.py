@@ -355,6 +355,7 @@ def archive_post(item: object, where: str, limits: ImportLimits = LIMITS) -> _Ar
         is_reply=bool(reply),
         is_quote=bool(quote) or tweet.flag("is_quote_status"),
         lang=lang,
+        reply_to_id=reply or None,
     )
     return _ArchivePost(post, created, chain)  # type: ignore[arg-type]
 
@@ -418,6 +419,12 @@ def _last_versions(posts: list[_ArchivePost]) -> list[_ArchivePost]:
             newest[p.chain] = p
     keep = {id(p) for p in newest.values()}
     return [p for p in posts if id(p) in keep]
+
+
+def join_parents(posts: list[RawPost]) -> list[RawPost]:
+    """Each reply whose parent is in the same archive (a thread of the person's own) gets the parent's text."""
+    texts = {p.id: p.text for p in posts}
+    return [replace(p, parent_text=texts[p.reply_to_id]) if p.reply_to_id in texts else p for p in posts]
 
 
 @dataclass
@@ -547,7 +554,7 @@ class ArchiveSource:
         self.notes_joined = _join_notes(posts, notes)
         kept = _last_versions(posts)
         self.edits_dropped = len(posts) - len(kept)
-        raw = [p.post for p in kept]
+        raw = join_parents([p.post for p in kept])
         return FetchResult(self._account(files.account), raw, cursor=_newest(raw))
 
     def _account(self, account_js: str | None) -> AccountInfo:
@@ -622,7 +629,8 @@ class TextFileSource:
 
 
 class JsonlFileSource(TextFileSource):
-    """One JSON object a line with a "text" field; optional "id" (a string or integer) and "created_at"."""
+    """One JSON object a line with a "text" field; optional "id" (a string or integer), "created_at" and "parent"
+    (the text of the message this post answers: trained on as the reply's context)."""
 
     def read(self) -> FetchResult:
         rows = []
@@ -636,9 +644,11 @@ class JsonlFileSource(TextFileSource):
             if ident is not None and not (isinstance(ident, str | int) and not isinstance(ident, bool)):
                 raise row.fail("id", "a string or an integer")
             created = row.time("created_at")
+            parent = row.post_text("parent") if obj.get("parent") is not None else None
             rows.append((row.post_text("text"), row.text("id") if isinstance(ident, str) else ident,
-                         created.isoformat() if created else None))
-        ids = _content_ids([text for text, _, _ in rows])
-        posts = [RawPost(id=str(ident) if ident not in (None, "") else auto, text=text, created_at=created)
-                 for (text, ident, created), auto in zip(rows, ids)]
+                         created.isoformat() if created else None, parent))
+        ids = _content_ids([text for text, _, _, _ in rows])
+        posts = [RawPost(id=str(ident) if ident not in (None, "") else auto, text=text, created_at=created,
+                         is_reply=parent is not None, parent_text=parent)
+                 for (text, ident, created, parent), auto in zip(rows, ids)]
         return FetchResult(AccountInfo("file", self.handle, self.handle), posts)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from ..cleaning import CleanPost, CleanStats, joined_chars
+from ..cleaning import CleanPost, CleanStats, context_text, joined_chars
 from ..errors import StoreBusy
 from ..sources.base import AccountInfo, RawPost
 from .migrations import migrations
@@ -175,6 +175,7 @@ class Store:
                 "is_quote": int(raw.is_quote),
                 "is_short": int(clean.short),
                 "lang": raw.lang,
+                "parent_text": raw.parent_text,
                 "created_at": raw.created_at,
                 "fetched_at": now,
             }
@@ -194,6 +195,15 @@ class Store:
             [account_id],
         )
         return [r["clean_text"] for r in rows]
+
+    def kept_parents(self, account_id: int) -> dict[str, str]:
+        """Kept replies whose parent's text is stored: cleaned reply text -> the parent as the model reads it."""
+        rows = self.query(
+            """select clean_text, parent_text from posts where account_id = ? and not is_retweet and not is_short
+               and parent_text is not null order by created_at, id""",
+            [account_id],
+        )
+        return {r["clean_text"]: parent for r in rows if (parent := context_text(r["parent_text"]))}
 
     def account_stats(self, account_id: int) -> CleanStats:
         row = self.query(

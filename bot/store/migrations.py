@@ -176,3 +176,30 @@ def m004_guild_settings(db: Database) -> None:
         pk=("guild_id", "key"),
         not_null={"guild_id", "key", "value"},
     )
+
+
+@migrations()
+def m005_reclean_posts_as_the_recipe(db: Database) -> None:
+    """Stored posts were cleaned by rules that differed from the recipe's in four cases (links glued to the
+    word before them, a bare `http:`, upper-case schemes, `&amp;amp;`); clean every stored post again from
+    its raw text, so that training and the card's counts are the recipe's."""
+    from ..cleaning import clean_post
+
+    rows = db.execute("select id, raw_text, is_retweet from posts").fetchall()
+    changed = []
+    for post_id, raw_text, is_retweet in rows:
+        clean = clean_post(raw_text, bool(is_retweet))
+        changed.append((clean.text, int(clean.short), post_id))
+    db.conn.executemany("update posts set clean_text = ?, is_short = ? where id = ?", changed)
+
+
+@migrations()
+def m006_schedule_prompt(db: Database) -> None:
+    """A schedule's fixed opener (None: its posts start from the start-of-post token alone)."""
+    db["schedules"].add_column("prompt", str)
+
+
+@migrations()
+def m007_post_parent_text(db: Database) -> None:
+    """The text of the message a post answers, when its source gives it (raw, as the network gave it)."""
+    db["posts"].add_column("parent_text", str)

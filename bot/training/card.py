@@ -15,11 +15,11 @@ import html
 import json
 from pathlib import Path
 
-from ..cleaning import EOT
-from ..cleaning import DEFAULT_PROMPT, STATS_ROWS
+from ..cleaning import DEFAULT_PROMPT, EOT, STATS_ROWS
 from ..atomic import write_atomic
 from ..errors import MimicbotError
 from ..modelfolder import CARD_FILE, LOSS_FILE, PREDICTIONS_FILE, TRAINING_FILE
+from ..sources import SOURCES
 from .pictures import avatar_colour, initials
 
 HUGGINGTWEETS = "https://github.com/borisdayma/huggingtweets"
@@ -120,17 +120,38 @@ def header(info: dict) -> str:
 </div>"""
 
 
+def _or_list(items) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def generation_settings(info: dict) -> dict:
+    """The sampling settings the model carries (training.json's record of its generation_config.json)."""
+    from ..generation import DEFAULTS
+
+    gen = info.get("generation") or {}
+    return {k: gen.get(k, v) for k, v in DEFAULTS.items()}
+
+
+def _settings_text(settings: dict) -> str:
+    return (f"`top_p` {settings['top_p']:g}, `top_k` {settings['top_k']}, temperature {settings['temperature']:g}, "
+            f"at most {settings['max_length']} and at least {settings['min_length']} tokens counting `{EOT}` and the "
+            "start text")
+
+
 def how_it_works(info: dict) -> str:
     return f"""## How does it work?
 
 The model follows the huggingtweets pipeline:
 
-1. **Collect** the account's posts (the X API, an X archive export, or text files).
-2. **Clean** them: retweets are dropped, links removed, whitespace folded, posts of fewer than three plain
-   words dropped. Mentions, hashtags and emoji stay.
+1. **Collect** the account's posts from {_or_list(SOURCES)}.
+2. **Clean** them exactly as huggingtweets did: retweets are dropped, `&amp;`, `&lt;` and `&gt;` unescaped once,
+   `http:`/`https:` links removed, whitespace folded, posts of fewer than three plain words dropped.
+   Mentions, hashtags and emoji stay.
 3. **Fine-tune** GPT-2 on the kept posts, each one ended by `{EOT}`.
-4. **Generate**: the prompt is `{EOT}` followed by the start text; each sample ends at its first newline.
-   A sample that copies a training post is refused."""
+4. **Generate**: the prompt is `{EOT}` followed by the start text, sampled with {_settings_text(generation_settings(info))};
+   each sample ends at its first newline or `{EOT}`. A sample that does not end within that budget, or that
+   copies a training post, is refused."""
 
 
 def _profile(account: dict) -> str:
@@ -155,6 +176,11 @@ def training_data(info: dict) -> str:
         fraction = (info.get("hyperparameters") or {}).get("eval_fraction", 0.1)
         notes.append(f"Of the kept posts, {_join_counts(held, accounts)} ({fraction:.0%} of each account) were held "
                      "out to measure the model and not trained on.")
+    pairs = [a.get("replies_with_parent") or 0 for a in accounts]
+    if any(pairs):
+        notes.append(f"{_join_counts(pairs, accounts)} of the trained posts are replies whose parent message was known: "
+                     "each was trained after its parent, which the model reads but is not trained to write, so that "
+                     "it learns to answer what it reads.")
     if len(accounts) > 1:
         notes.append("Each account's posts were repeated until it had as many characters as the largest one, so "
                      "that no one person drowns out the others.")
@@ -213,7 +239,7 @@ def training_procedure(info: dict) -> str:
 
 The model is based on {_base_model(info)} @{info.get("model_id", "?")}'s posts, following the huggingtweets
 recipe: the posts joined by `{EOT}`, cut into blocks of {hp.get("block_size", "?")} tokens (posts run across
-block edges), {hp.get("epochs", "?")} epochs of shuffled copies, AdamW with a cosine schedule and no warm-up.
+block edges), {_epochs(hp.get("epochs"))} of shuffled copies, AdamW with a cosine schedule and no warm-up.
 
 {hp_table}
 
@@ -226,22 +252,38 @@ The loss on the held-out posts, measured before and after fine-tuning:
 {speed}"""
 
 
+def _epochs(n) -> str:
+    return f"{n} epoch" if n == 1 else f"{n if n is not None else '?'} epochs"
+
+
+def pipeline_snippet(info: dict) -> str:
+    """The card's Python: the recipe's call, with the settings the model carries spelled out, and each sample cut
+    at its first newline as the recipe cut it."""
+    s = generation_settings(info)
+    return f"""from transformers import pipeline
+generator = pipeline('text-generation',
+                     model='{info.get("model_id", "?")}')
+samples = generator("My dream is", num_return_sequences=5, do_sample=True, top_p={s['top_p']!r},
+                    top_k={s['top_k']!r}, temperature={s['temperature']!r}, max_length={s['max_length']!r},
+                    min_length={s['min_length']!r})
+posts = [s["generated_text"].split("\\n")[0].strip() for s in samples]"""
+
+
 def how_to_use(info: dict) -> str:
-    model_id = info.get("model_id", "?")
     return f"""## How to use
 
 You can use this model directly with a pipeline for text generation (run it in the models folder, or give
 the model's folder or the hub repository you pushed it to as `model`):
 
 ```python
-from transformers import pipeline
-generator = pipeline('text-generation',
-                     model='{model_id}')
-generator("My dream is", num_return_sequences=5)
+{pipeline_snippet(info)}
 ```
 
-The model's config holds the recipe's generation settings (sampling, `top_p` 0.95, temperature 1.0) and the
-`{EOT}` prefix that the pipeline puts before the prompt."""
+The model's `generation_config.json` holds these settings ({_settings_text(generation_settings(info))},
+sampling on) and the `{EOT}` prefix that the pipeline puts before the prompt, so `generator("My dream is")` alone
+samples the same way (the pipeline counts its `{EOT}` prefix on top of `max_length` and `min_length`: one token
+more than mimicbot and the recipe allow). mimicbot also stops each sample at its first newline and refuses one
+that reaches the budget without ending."""
 
 
 def limitations(info: dict) -> str:

@@ -131,7 +131,7 @@ def enqueue(store: Store, req: TrainRequest, requested_by: str, guild_id: int | 
             status_channel_id: int | None = None) -> dict:
     """Add a queued job; returns its row."""
     request = req.to_dict()
-    request["accounts"] = [{k: v for k, v in a.items() if k != "texts"} for a in request["accounts"]]
+    request["accounts"] = [{k: v for k, v in a.items() if k not in ("texts", "parents")} for a in request["accounts"]]
     with store.transaction() as db:
         job_id = db["jobs"].insert({
             "model_id": req.model_id, "state": QUEUED, "request": json.dumps(request),
@@ -240,6 +240,7 @@ def account_data(store: Store, account: dict) -> AccountData:
         network=account["network"],
         avatar_url=account["avatar_url"],
         texts=store.kept_texts(account["id"]),
+        parents=store.kept_parents(account["id"]),
         stats=store.account_stats(account["id"]).as_dict(),
     )
 

@@ -18,6 +18,9 @@ class AccountData:
     avatar_url: str | None = None
     texts: list[str] = field(default_factory=list)
     stats: dict = field(default_factory=dict)  # downloaded, retweets, short, kept, chars
+    # replies among `texts` whose parent is known: reply text -> the parent (cleaned, its opening @mentions
+    # dropped). The trainer puts the parent before the reply, outside the loss (see trainer.py, step 3).
+    parents: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

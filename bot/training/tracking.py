@@ -40,7 +40,7 @@ SAMPLE_COLUMNS = ["prompt", "text"]
 def run_config(req: TrainRequest) -> dict:
     """The request as a run's config: hyperparameters and who, without the posts' texts."""
     config = req.to_dict()
-    config["accounts"] = [{k: v for k, v in a.items() if k != "texts"} for a in config["accounts"]]
+    config["accounts"] = [{k: v for k, v in a.items() if k not in ("texts", "parents")} for a in config["accounts"]]
     return config
 
 

@@ -10,7 +10,10 @@ runs in a training child process (bot/training/child.py) and does, in order:
    accounts, each one's posts are repeated until it has as many characters as the largest. Posts are
    tokenised once; each epoch is a shuffled copy of the posts (the recipe's "4 shuffled copies"),
    joined as EOT + post + EOT + ... + EOT and cut into packed blocks: posts run across block edges,
-   nothing is padded.
+   nothing is padded. A reply whose parent is known is preceded by the parent and an EOT (parent + EOT +
+   reply + EOT, kept together when shuffled), and the parent's tokens are left out of the loss: the model
+   learns to answer what it reads, never to write the parent as a post of its own, and a plain post (read
+   after another post's EOT) is trained exactly as before.
 4. **Device and precision**: CUDA (bf16, else fp16 with a gradient scaler) or the CPU (bf16 autocast
    when the CPU does bf16 natively, else fp32; one core is left to the service). AdamW (fused where
    torch has it), cosine schedule with no warm-up, gradient clipping at 1.0, as the transformers
@@ -57,7 +60,7 @@ MAX_GRAD_NORM = 1.0  # the transformers Trainer's default, which the recipe trai
 WEIGHT_DECAY = 0.0  # idem
 MAX_BLOCK = 1024
 CARD_SAMPLES = 5  # samples drawn for predictions.png
-GENERATION = {"do_sample": True, **DEFAULTS, "min_length": 10}  # the recipe's, saved as the model's defaults
+GENERATION = {"do_sample": True, **DEFAULTS}  # the recipe's, saved as the model's defaults (generation_config.json)
 
 Event = Callable[[dict], None]
 
@@ -90,8 +93,10 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     held_out = [post for _, out in splits for post in out]
     posts = [post for account in train_posts for post in account]
     post_ids = tokenize(tokenizer, posts)
+    parents = {reply: parent for a in req.accounts for reply, parent in (a.parents or {}).items()}
+    context_ids = tokenize(tokenizer, [parents.get(post, "") for post in posts])  # [] for a plain post
     eval_ids = join_posts(tokenize(tokenizer, held_out), eot) if held_out else []
-    stream_len = sum(len(ids) for ids in post_ids) + len(post_ids) + 1  # the same every epoch
+    stream_len = len(join_units(post_ids, context_ids, eot)[0])  # the same every epoch
     block_size = pick_block_size(req.block_size, model.config.n_positions, stream_len)
     blocks_per_epoch = len(block_starts(stream_len, block_size))
     total = req.epochs * math.ceil(blocks_per_epoch / req.batch_size)
@@ -116,13 +121,14 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     model.train()
     for _ in range(req.epochs):
         order = rng.sample(range(len(post_ids)), len(post_ids))  # this epoch's shuffled copy of the posts
-        blocks = pack(join_posts([post_ids[i] for i in order], eot), block_size)
+        ids, labels = join_units([post_ids[i] for i in order], [context_ids[i] for i in order], eot)
+        blocks, label_blocks = pack(ids, block_size), pack(labels, block_size)
         for first in range(0, len(blocks), req.batch_size):
             if step == total:
                 break
             batch = blocks[first:first + req.batch_size].to(device)
             with autocast():
-                loss = model(input_ids=batch, labels=batch).loss
+                loss = model(input_ids=batch, labels=label_blocks[first:first + req.batch_size].to(device)).loss
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
@@ -151,7 +157,8 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
         "accounts": [
             {"handle": a.handle, "display_name": a.display_name, "network": a.network, "avatar_url": a.avatar_url,
              "stats": a.stats, "train_posts": len(kept), "held_out_posts": len(out),
-             "train_chars": joined_chars(balanced)}
+             "train_chars": joined_chars(balanced),
+             "replies_with_parent": sum(1 for post in kept if post in (a.parents or {}))}
             for a, (kept, out), balanced in zip(req.accounts, splits, train_posts)
         ],
         "base_model": req.base_model,
@@ -272,6 +279,22 @@ def join_posts(post_ids: list[list[int]], eot: int) -> list[int]:
         out += ids
         out.append(eot)
     return out
+
+
+IGNORE = -100  # a label the loss leaves out (transformers' convention)
+
+
+def join_units(post_ids: list[list[int]], context_ids: list[list[int]], eot: int) -> tuple[list[int], list[int]]:
+    """The training stream and its labels. Without contexts: `join_posts`, every token a label. A post with a
+    context (a reply's parent) is preceded by it and an EOT, which are not labels (IGNORE)."""
+    ids, labels = [eot], [eot]
+    for post, context in zip(post_ids, context_ids):
+        if context:
+            ids += context + [eot]
+            labels += [IGNORE] * (len(context) + 1)
+        ids += post + [eot]
+        labels += post + [eot]
+    return ids, labels
 
 
 def pick_block_size(requested: int | None, context: int, stream_len: int) -> int:

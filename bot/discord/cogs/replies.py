@@ -1,5 +1,6 @@
 """Answers to @mentions: in a channel an admin enabled (`/config replies`), mentioning the bot with some
-text gets a reply in the voice of the channel's model, or the server's default model.
+text gets a reply in the voice of the channel's model, or the server's default model. The model reads the
+message (without the bot's mention) before it writes the answer, as X replies do (README, "Replies").
 
 One answer per channel per `DiscordOptions.mention_per` seconds; messages of bots (this one included) are
 never answered, so two bots cannot talk each other into a loop.
@@ -45,10 +46,10 @@ class Replies(commands.Cog):
             return  # answered here a moment ago: stay quiet rather than flood the channel
         try:
             async with message.channel.typing():
-                result = await self.bot.mimic.agenerate(model, prompt=prompt, n=1)
+                result = await self.bot.mimic.areply(model, prompt)
             text = result.texts[0] if result.texts else None
             if text:
-                await message.reply(clip(neutralise(reply_text(text, prompt)), 2000), mention_author=False)
+                await message.reply(clip(neutralise(text), 2000), mention_author=False)
         except Exception as e:  # noqa: BLE001 - one error path, as for commands
             explanation = explain(e)
             log.log(explanation.level, "mention reply guild=%s channel=%s user=%s failed: %s", message.guild.id,
@@ -61,13 +62,6 @@ def mention_prompt(content: str, bot_id: int) -> str:
     """The message's text without the bot's mention, whitespace folded, at most MAX_PROMPT characters."""
     text = re.sub(rf"<@!?{bot_id}>", " ", content)
     return clip(" ".join(text.split()), MAX_PROMPT)
-
-
-def reply_text(generated: str, prompt: str) -> str:
-    """What the model wrote after the prompt (the sample repeats the prompt first); the whole sample when it
-    added nothing after it."""
-    rest = generated[len(prompt):].strip() if generated.startswith(prompt) else ""
-    return rest or generated
 
 
 async def setup(bot) -> None:

@@ -135,17 +135,19 @@ class Scheduler(commands.Cog):
     @checks.admin_only()
     @app_commands.describe(model="The model that writes the posts", when="A cron line ('0 9 * * mon-fri') or an "
                            "interval ('90m', '2h')", to="'here' (this channel), a channel id, or 'x'",
-                           approval="Drafts wait for Approve in this channel", timezone="IANA zone for a cron line")
+                           approval="Drafts wait for Approve in this channel", timezone="IANA zone for a cron line",
+                           prompt="How each post starts (default: none, the model writes the whole post)")
     @app_commands.autocomplete(model=model_autocomplete)
     async def schedule_add(self, ctx: MimicContext, model: str, when: str, to: str = "here",
-                           approval: bool = False, timezone: str | None = None) -> None:
+                           approval: bool = False, timezone: str | None = None, prompt: str | None = None) -> None:
         """Add a schedule.
 
         Example: `/schedule add ada_bytes "0 9 * * *" x` or `!schedule add ada_bytes 2h here`"""
         target = target_name(to, ctx.channel.id)
         cron, every = (when, None) if len(when.split()) == 5 else (None, when)
         row = await ctx.run(ctx.mimic.add_schedule, model, target, cron=cron, every=every, timezone=timezone,
-                            require_approval=approval, approval_channel_id=ctx.channel.id if approval else None)
+                            require_approval=approval, approval_channel_id=ctx.channel.id if approval else None,
+                            prompt=prompt)
         await ctx.send(f"Added {schedule_line(row)}")
 
     @schedule.command(name="remove")
@@ -193,7 +195,8 @@ def schedule_line(row: dict) -> str:
     state = "paused" if row["paused"] else "active"
     approval = ", needs approval" if row["require_approval"] else ""
     last = f", last: {row['last_status']}" if row.get("last_status") else ""
-    return neutralise(f"`{row['id']}` {row['model_id']} → {row['target']}, {row['when']}{approval} ({state}{last})")
+    opener = f", opens with “{row['prompt']}”" if row.get("prompt") else ""
+    return neutralise(f"`{row['id']}` {row['model_id']} → {row['target']}, {row['when']}{opener}{approval} ({state}{last})")
 
 
 async def setup(bot) -> None:
