@@ -22,19 +22,18 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from urllib.parse import quote
 
-from .cleaning import DEFAULT_PROMPT, clean_post
+from .cleaning import DEFAULT_PROMPT, STATS_ROWS, clean_post
 from .config import Settings, load_settings
 from .errors import MimicbotError, NotEnoughData, UnknownAccount, ValidationError
-from .naming import parse_spec
-from .sources import normalise_handle, open_source
+from .naming import normalise_handle, parse_spec
+from .sources import open_source
 from .sources.base import FetchResult, Source
 from .store import Store, utcnow
 from .training import jobs as job_queue
+from .training.jobs import ACTIVE, CANCELLED, FAILED, PROGRESS_KEYS, QUEUED, RUNNING, SUCCEEDED, TERMINAL
 from .training.pool import TrainingPool, run_job_blocking
 from .training.spec import TrainRequest, check_hyperparameters, check_request, model_id_for
-from .training.jobs import ACTIVE, CANCELLED, FAILED, PROGRESS_KEYS, QUEUED, RUNNING, SUCCEEDED, TERMINAL
 from .training.supervisor import Stop, log_path_for
-from .cleaning import STATS_ROWS
 
 log = logging.getLogger(__name__)
 
