@@ -143,15 +143,20 @@ async def test_failed_and_unknown_sends_are_recorded(service, x_server, trained_
     assert Ledger(service.store).get(slow.entry_id)["status"] == "unknown"
 
 
-def test_cli_post_to_x_and_dry_run(tmp_path, trained_models, x_server, monkeypatch):
-    models_dir, model_id = trained_models
-    settings = posting_settings(tmp_path, models_dir, x_server.url)
+def cli_in(tmp_path, settings, monkeypatch) -> CliRunner:
+    """A CliRunner for `mimicbot` with these settings and the fake X server's credentials in the environment."""
     monkeypatch.chdir(tmp_path)
     for name, value in {**settings.model_dump(mode="json"), **TEST_CREDENTIALS}.items():
         if value is not None and name.startswith(("mimicbot_", "twitter_")):
             monkeypatch.setenv(name.upper(), str(value))
     _register()
-    runner = CliRunner()
+    return CliRunner()
+
+
+def test_cli_post_to_x_and_dry_run(tmp_path, trained_models, x_server, monkeypatch):
+    models_dir, model_id = trained_models
+    settings = posting_settings(tmp_path, models_dir, x_server.url)
+    runner = cli_in(tmp_path, settings, monkeypatch)
     dry = runner.invoke(app, ["post", model_id, "--to", "x", "--dry-run", "--json"])
     assert dry.exit_code == 0, dry.output
     assert '"status": "dry-run"' in dry.output and x_server.requests_to("/2/tweets") == []
@@ -175,12 +180,7 @@ def test_autonomous_posts_open_however_the_model_writes_unless_given_an_opener(t
 
     models_dir, model_id = trained_models
     settings = posting_settings(tmp_path, models_dir, x_server.url)
-    monkeypatch.chdir(tmp_path)
-    for name, value in {**settings.model_dump(mode="json"), **TEST_CREDENTIALS}.items():
-        if value is not None and name.startswith(("mimicbot_", "twitter_")):
-            monkeypatch.setenv(name.upper(), str(value))
-    _register()
-    runner = CliRunner()
+    runner = cli_in(tmp_path, settings, monkeypatch)
     texts = []
     for _ in range(6):
         dry = runner.invoke(app, ["post", model_id, "--to", "x", "--dry-run", "--json"])
