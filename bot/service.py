@@ -16,7 +16,6 @@ import logging
 import shutil
 import threading
 import time
-import unicodedata
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -25,6 +24,7 @@ from urllib.parse import quote
 from .cleaning import DEFAULT_PROMPT, STATS_ROWS, clean_post
 from .config import Settings, load_settings
 from .errors import MimicbotError, NotEnoughData, UnknownAccount, ValidationError
+from .generation.prompts import MAX_PROMPT_CHARS, check_opener, check_prompt
 from .naming import normalise_handle, parse_spec
 from .sources import open_source
 from .sources.base import FetchResult, Source
@@ -40,28 +40,6 @@ log = logging.getLogger(__name__)
 MAX_ACCOUNTS = 3  # a cyborg is at most three people, as in the recipe
 FORGET_WAIT_S = 60.0  # how long forget waits for a cancelled job to stop (a run stops within seconds)
 FORGOTTEN = "[forgotten]"  # what the outgoing ledger keeps of a forgotten model's posts
-MAX_PROMPT_CHARS = 1000  # a prompt is how a post starts; the model reads about 1,024 tokens in all
-# direction overrides and isolates: invisible, they make text show in another order than it reads
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def check_prompt(prompt: str, limit: int = MAX_PROMPT_CHARS) -> str:
-    """The prompt as the model reads it (whitespace folded to single spaces: a post is one line), or a
-    ValidationError: empty or only invisible characters, longer than `limit`, or holding a control character,
-    a direction override or half a surrogate pair (none is text a post could start with)."""
-    if not isinstance(prompt, str):
-        raise ValidationError("the prompt must be text")
-    folded = " ".join(prompt.split())
-    for char in folded:
-        if char in _BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Cs"):
-            raise ValidationError(f"the prompt contains an invisible control character (U+{ord(char):04X}); "
-                                  "remove it")
-    visible = [c for c in folded if not c.isspace() and unicodedata.category(c) != "Cf"]
-    if not visible or len(folded) > limit:
-        raise ValidationError(f"the prompt must be 1 to {limit} characters")
-    return folded
-
-
 @dataclass
 class FetchReport:
     """One account's line of the card's table after a fetch (totals over everything stored)."""
@@ -466,12 +444,11 @@ class Mimicbot:
         `discord_client` when given (the daemon), else over REST with DISCORD_TOKEN (the CLI). `content_warning`:
         Mastodon's `spoiler_text` for this post (else MIMICBOT_MASTODON_CW). Missing credentials are refused
         (AuthError) before anything is generated or recorded; a dry run needs none."""
-        from .posting.schedules import check_prompt
         from .posting.targets import build_target
 
         target = build_target(to, self.settings, discord_client=discord_client, content_warning=content_warning,
                               dry_run=dry_run)
-        prompt = check_prompt(prompt) or ""
+        prompt = check_opener(prompt) or ""
         await asyncio.to_thread(self.model, model_id)
         return await self.poster.post(model_id, target, dry_run=dry_run, prompt=prompt)
 

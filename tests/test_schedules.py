@@ -270,6 +270,9 @@ async def test_a_schedule_with_a_prompt_fires_with_that_opener(service, model_id
     assert [r["prompt"] for r in service.list_schedules()] == [None, "Hot take:"]
     with pytest.raises(ValidationError, match="at most 200"):
         service.add_schedule(model_id, "x", cron="0 9 * * *", prompt="x" * 201)
+    with pytest.raises(ValidationError, match="U\\+202E"):  # the same rule as a person's prompt: no hidden reordering
+        service.add_schedule(model_id, "x", cron="0 9 * * *", prompt="Hot \u202etake")
+    assert len(service.list_schedules()) == 2
     daemon = PostingDaemon(service)
     await daemon.start()
     try:

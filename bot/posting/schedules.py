@@ -18,6 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from ..config import Settings
 from ..errors import ValidationError
+from ..generation.prompts import check_opener
 from ..redaction import redact
 from ..store import Store, utcnow
 from . import state
@@ -82,17 +83,6 @@ def trigger_for(schedule: dict) -> CronTrigger | IntervalTrigger:
     return IntervalTrigger(seconds=int(schedule["spec"]), start_date=anchor, timezone=tz)
 
 
-MAX_PROMPT = 200  # characters of a fixed opener
-
-
-def check_prompt(prompt: str | None) -> str | None:
-    """A post's fixed opener on one line (None when there is none); ValidationError when it is too long."""
-    prompt = " ".join((prompt or "").split())
-    if len(prompt) > MAX_PROMPT:
-        raise ValidationError(f"the prompt is {len(prompt)} characters; at most {MAX_PROMPT}")
-    return prompt or None
-
-
 def describe(schedule: dict) -> str:
     if schedule["kind"] == "cron":
         return f"cron {schedule['spec']} ({schedule['timezone']})"
@@ -129,7 +119,7 @@ class Schedules:
         """Validate and store a schedule; returns its row. Exactly one of `cron` and `every`. `prompt`: how each
         of its posts starts (None or "": the model writes the whole post from the start-of-post token)."""
         target = validate_target_name(target)
-        prompt = check_prompt(prompt)
+        prompt = check_opener(prompt)
         tz_name = timezone or self.settings.mimicbot_schedule_timezone
         tz = parse_timezone(tz_name)
         if (cron is None) == (every is None):
