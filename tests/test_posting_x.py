@@ -14,18 +14,9 @@ from bot.errors import UnknownModel
 from bot.posting.base import DeliveryUnknown, TargetError
 from bot.posting.ledger import Ledger
 from bot.posting.x import XCaller, XTarget
-from bot.service import Mimicbot
 from bot.networks.x import x_client
 from tests.fakes.x_server import TEST_CREDENTIALS, settings_for
 from tests.kit.posting import RecordingSleep, posting_settings
-
-
-@pytest.fixture
-def service(tmp_path, trained_models, x_server):
-    models_dir, _ = trained_models
-    bot = Mimicbot(posting_settings(tmp_path, models_dir, x_server.url))
-    yield bot
-    bot.close()
 
 
 async def test_x_target_creates_a_tweet_with_oauth_user_context(x_server, tmp_path):
@@ -84,63 +75,63 @@ async def test_a_timeout_is_unknown_not_failed(x_server, tmp_path):
         await target.send("slow answer")
 
 
-async def test_post_goes_through_the_ledger(service, x_server, trained_models):
+async def test_post_goes_through_the_ledger(posting_service, x_server, trained_models):
     _, model_id = trained_models
-    outcome = await service.post(model_id, "x")
+    outcome = await posting_service.post(model_id, "x")
     assert outcome.status == "sent", outcome
-    entry = Ledger(service.store).get(outcome.entry_id)
+    entry = Ledger(posting_service.store).get(outcome.entry_id)
     assert entry["status"] == "sent" and entry["remote_id"] == outcome.remote_id
     assert entry["text"] == outcome.text == x_server.tweets[-1].text
     assert outcome.text.endswith(" 🤖") and entry["sent_at"]
 
-    dry = await service.post(model_id, "x", dry_run=True)
+    dry = await posting_service.post(model_id, "x", dry_run=True)
     assert dry.status == "dry-run" and dry.text and dry.entry_id is None
     assert len(x_server.requests_to("/2/tweets")) == 1  # the dry run sent nothing
-    assert len(service.outgoing()) == 1
+    assert len(posting_service.outgoing()) == 1
 
     with pytest.raises(UnknownModel):
-        await service.post("nobody", "x")
+        await posting_service.post("nobody", "x")
 
 
-async def test_a_crash_between_intent_and_result_is_never_posted_twice(service, x_server, trained_models):
+async def test_a_crash_between_intent_and_result_is_never_posted_twice(posting_service, x_server, trained_models):
     _, model_id = trained_models
-    ledger = Ledger(service.store)
+    ledger = Ledger(posting_service.store)
     # the process wrote its intent for a schedule fire, then died before it learned the outcome
     key = "schedule:1:2031-03-03T09:00:00+00:00"
     crashed = ledger.open(model_id=model_id, target="x", text="was this sent? 🤖", fire_key=key)
     assert ledger.get(crashed)["status"] == "sending"
 
     # the same fire, once more (a restart): nothing is generated or sent
-    again = await service.poster.post(model_id, XTarget(service.settings), fire_key=key)
+    again = await posting_service.poster.post(model_id, XTarget(posting_service.settings), fire_key=key)
     assert again.status == "skipped" and x_server.requests_to("/2/tweets") == []
 
     # at the daemon's start, the intent becomes "unknown" and is surfaced, not retried
     later = datetime.now(UTC) + timedelta(minutes=5)
     surfaced = ledger.mark_interrupted(now=later)
     assert [e["id"] for e in surfaced] == [crashed] and surfaced[0]["status"] == "unknown"
-    assert service.outgoing("unknown")[0]["id"] == crashed
+    assert posting_service.outgoing("unknown")[0]["id"] == crashed
     assert x_server.requests_to("/2/tweets") == []
 
     # a person looks it up and settles it
-    resolved = service.resolve_outgoing(crashed, None)
+    resolved = posting_service.resolve_outgoing(crashed, None)
     assert resolved["status"] == "failed" and "by hand" in resolved["error"]
 
 
-async def test_failed_and_unknown_sends_are_recorded(service, x_server, trained_models):
+async def test_failed_and_unknown_sends_are_recorded(posting_service, x_server, trained_models):
     _, model_id = trained_models
     x_server.rate_limit(10, reset_in=1)
     sleep = RecordingSleep()
-    target = XTarget(service.settings, caller=XCaller(service.settings, sleep=sleep, max_waits=1))
-    outcome = await service.poster.post(model_id, target)
+    target = XTarget(posting_service.settings, caller=XCaller(posting_service.settings, sleep=sleep, max_waits=1))
+    outcome = await posting_service.poster.post(model_id, target)
     assert outcome.status == "failed" and "rate-limiting" in outcome.error
-    assert Ledger(service.store).get(outcome.entry_id)["status"] == "failed"
+    assert Ledger(posting_service.store).get(outcome.entry_id)["status"] == "failed"
     x_server.rate_limit(0)
 
-    client = x_client(service.settings, user_auth=True, asynchronous=False, timeout=0.3)
+    client = x_client(posting_service.settings, user_auth=True, asynchronous=False, timeout=0.3)
     x_server.stall(1, seconds=1.0)
-    slow = await service.poster.post(model_id, XTarget(service.settings, caller=XCaller(service.settings, client=client)))
+    slow = await posting_service.poster.post(model_id, XTarget(posting_service.settings, caller=XCaller(posting_service.settings, client=client)))
     assert slow.status == "unknown"
-    assert Ledger(service.store).get(slow.entry_id)["status"] == "unknown"
+    assert Ledger(posting_service.store).get(slow.entry_id)["status"] == "unknown"
 
 
 def cli_in(tmp_path, settings, monkeypatch) -> CliRunner:

@@ -1,5 +1,5 @@
 """Shared by the posting and schedule tests: a tiny model trained once per session through the service and
-its training pool, settings that point at it and at the fake X server, and a clock (fixtures registered in
+its training pool, settings that point at it and at the fake X server, a service posting there, and a clock (fixtures registered in
 tests/conftest.py).
 
 The model is real: base_model "tiny" (built on this machine), fine-tuned for a few steps on the bundled
@@ -50,6 +50,15 @@ def posting_settings(tmp_path: Path, models_dir: Path, x_url: str | None = None,
     if x_url:
         values["twitter_api_base"] = x_url
     return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def posting_service(tmp_path, trained_models, x_server):
+    """A service over the session's trained model that posts to the fake X server."""
+    models_dir, _ = trained_models
+    bot = Mimicbot(posting_settings(tmp_path, models_dir, x_server.url))
+    yield bot
+    bot.close()
 
 
 @pytest.fixture
