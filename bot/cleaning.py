@@ -145,3 +145,25 @@ def stats(posts: Iterable[CleanPost]) -> CleanStats:
         else:
             kept.append(p.text)
     return CleanStats(downloaded, retweets, short, len(kept), joined_chars(kept))
+
+
+# Discord's markup, turned into what the recipe knows before it cleans a message: a mention becomes an @word and a
+# channel a #word (the recipe keeps @handles and #tags, and counts neither as a plain word); a custom emoji becomes
+# its :name:; a link in <angle brackets> (Discord's "no preview" form) loses them, so the recipe removes the link.
+# No id of anyone else is kept in the text.
+_DISCORD_MARKUP = (
+    (re.compile(r"<@!?\d+>"), "@user"),
+    (re.compile(r"<@&\d+>"), "@role"),
+    (re.compile(r"<#\d+>"), "#channel"),
+    (re.compile(r"<a?:(\w{1,32}):\d+>"), r":\1:"),
+    (re.compile(r"</([\w -]{1,64}):\d+>"), r"/\1"),  # a slash command's mention
+    (re.compile(r"<t:-?\d+(?::[tTdDfFR])?>"), "sometime"),  # a timestamp
+    (re.compile(r"<(https?:[^\s>]+)>"), r"\1"),
+)
+
+
+def discord_text(content: str) -> str:
+    """A Discord message's text as it is stored and then cleaned like a post (clean_post)."""
+    for pattern, replacement in _DISCORD_MARKUP:
+        content = pattern.sub(replacement, content)
+    return content

@@ -5,6 +5,7 @@
     bsky:alice.bsky.social    a Bluesky handle (a domain name; a leading @ is allowed)
     mastodon:@alice@host      a Mastodon account (the leading @ is optional)
     discord:123456789012345   a Discord user (an id, or a mention <@id>): names a person, not a post source
+    discord:GUILD/MEMBER      a Discord member's messages in one server (learned with their consent, never fetched)
     ./archive.zip  posts.txt  a path: anything with a / or \\, a known ending (.zip .js .txt .jsonl), or an
                               existing file that is not a handle. A bare word that is a valid handle stays a
                               handle even when a file or folder of that name exists (`data`, `models`).
@@ -34,6 +35,7 @@ _ACCT = re.compile(
     r"@(?P<instance>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+)$"
 )
 _DISCORD = re.compile(r"^(?:<@!?(\d{15,21})>|(\d{15,21}))$")
+_DISCORD_MEMBER = re.compile(r"^(\d{15,21})/(?:<@!?(\d{15,21})>|(\d{15,21}))$")
 _HANDLE_TEXT = re.compile(r"^@?[A-Za-z0-9_]{1,30}$")  # a handle as typed
 _PATH_ENDINGS = (".zip", ".js", ".txt", ".jsonl")
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
@@ -49,6 +51,7 @@ class AccountSpec:
     handle: str | None = None
     account_id: str | None = None
     path: Path | None = None
+    guild_id: str | None = None  # a Discord member's server (discord:GUILD/MEMBER)
 
     @property
     def spec(self) -> str:
@@ -60,7 +63,7 @@ class AccountSpec:
         if self.network == "mastodon":
             return f"mastodon:@{self.handle}"
         if self.network == "discord":
-            return f"discord:{self.account_id}"
+            return f"discord:{self.guild_id}/{self.account_id}" if self.guild_id else f"discord:{self.account_id}"
         return f"@{self.handle}"
 
     @property
@@ -132,10 +135,13 @@ def parse_spec(spec: str, *, allow_paths: bool = True) -> AccountSpec:
         user, instance = parse_acct(rest)
         return AccountSpec("mastodon", f"{user}@{instance}")
     if kind == "discord":
+        member = _DISCORD_MEMBER.match(rest.strip())
+        if member:
+            return AccountSpec("discord", account_id=member.group(2) or member.group(3), guild_id=member.group(1))
         m = _DISCORD.match(rest.strip())
         if not m:
             raise ValidationError(f"{_shown(text)!r} is not a Discord user: expected discord:USER_ID "
-                                  "(15-21 digits) or discord:<@USER_ID>")
+                                  "(15-21 digits), discord:<@USER_ID> or discord:GUILD_ID/USER_ID")
         return AccountSpec("discord", account_id=m.group(1) or m.group(2))
     if not allow_paths:
         if _HANDLE_TEXT.match(text):
@@ -153,3 +159,14 @@ def parse_spec(spec: str, *, allow_paths: bool = True) -> AccountSpec:
         f"{_shown(text)!r} is neither an X handle (1-15 letters, digits or _), an existing file, "
         "nor bsky:HANDLE / mastodon:@user@instance"
     )
+
+
+def discord_member_handle(display_name: str, guild_id: int | str, user_id: int | str) -> str:
+    """The handle a consenting Discord member's messages are stored under (and their model's id): their display
+    name's letters and digits, then six hex digits of a hash of the server and the member — readable in
+    /models and on the card, stable for that member in that server, and never their user id."""
+    import hashlib
+
+    slug = re.sub(r"[^a-z0-9]+", "_", display_name.lower()).strip("_")[:20].strip("_") or "member"
+    digest = hashlib.sha256(f"discord:{guild_id}/{user_id}".encode()).hexdigest()[:6]
+    return f"{slug}_{digest}"

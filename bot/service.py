@@ -21,14 +21,15 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from urllib.parse import quote
 
-from .cleaning import DEFAULT_PROMPT, STATS_ROWS, clean_post
+from .cleaning import DEFAULT_PROMPT, MIN_CHARS, STATS_ROWS, clean_post
 from .config import Settings, load_settings
 from .errors import MimicbotError, NotEnoughData, UnknownAccount, ValidationError
 from .generation.prompts import MAX_PROMPT_CHARS, check_opener, check_prompt
-from .naming import normalise_handle, parse_spec
+from .naming import discord_member_handle, normalise_handle, parse_spec
 from .sources import open_source
 from .sources.base import FetchResult, Source
 from .store import Store, utcnow
+from .store.members import MemberMessage, Members
 from .training import jobs as job_queue
 from .training.jobs import ACTIVE, CANCELLED, FAILED, PROGRESS_KEYS, QUEUED, RUNNING, SUCCEEDED, TERMINAL
 from .training.pool import TrainingPool, run_job_blocking
@@ -232,6 +233,8 @@ class Mimicbot:
     def _stored_account(self, spec: str) -> dict | None:
         """The stored account a SOURCE names, if it names one without being read (a handle)."""
         parsed = parse_spec(spec)
+        if parsed.network == "discord" and parsed.guild_id:
+            return self._member_account(int(parsed.guild_id), int(parsed.account_id))
         if parsed.path is not None or parsed.network == "discord":
             return None  # a file is read again; a Discord user is refused when opened as a source
         if parsed.network in ("bsky", "mastodon"):
@@ -491,6 +494,113 @@ class Mimicbot:
                     pk=("guild_id", "key"),
                 )
 
+    # -- Discord members' voices ----------------------------------------------------------------------
+    # A member agrees (per server, with the time and the words) that their messages in the channels an admin
+    # enabled may be learned; the Discord face reads those messages and hands them here by id and text. Nothing
+    # is stored for a member without a consent row (checked in the same transaction as each write).
+
+    @cached_property
+    def members(self) -> Members:
+        return Members(self.store)
+
+    def member(self, guild_id: int, user_id: int) -> dict | None:
+        """A member's consent row (handle, display_name, consented_at, avatar_url), or None."""
+        return self.members.get(guild_id, user_id)
+
+    def member_by_handle(self, handle: str) -> dict | None:
+        """The consenting member (guild_id, user_id, ...) whose messages an account of this handle holds, or None."""
+        return self.members.by_handle(normalise_handle(handle))
+
+    def consenting_members(self, guild_id: int | None = None) -> list[dict]:
+        """Every member who agreed, in one server or in all."""
+        return self.members.consenting(guild_id)
+
+    def opt_in(self, guild_id: int, user_id: int, display_name: str, consent_text: str) -> dict:
+        """Record a member's consent in a server (the words they agreed to, the time) and create their account."""
+        handle = discord_member_handle(display_name, guild_id, user_id)
+        existing = self.store.get_account("discord", handle)
+        if existing is not None and self.members.by_handle(handle) is None:  # a stale account of that handle
+            self.store.delete_account(existing["id"])
+        return self.members.agree(guild_id, user_id, handle, display_name, consent_text)
+
+    def set_member_avatar(self, guild_id: int, user_id: int, avatar_url: str | None) -> dict:
+        """The member agreed (a URL) or no longer agrees (None) that their avatar shows on their model's card."""
+        row = self.members.set_avatar(guild_id, user_id, avatar_url)
+        if row is None:
+            raise UnknownAccount("you have not opted in to learning in this server (/optin)")
+        return row
+
+    def set_member_name(self, guild_id: int, user_id: int, display_name: str) -> None:
+        self.members.set_display_name(guild_id, user_id, display_name)
+
+    def opt_out(self, guild_id: int, user_id: int, wait_s: float = FORGET_WAIT_S) -> dict:
+        """Stop learning a member in a server and forget it all: their consent and cursors first (nothing more of
+        theirs is stored from then on), then, through `forget`, their stored messages, every model trained on them
+        (cyborgs too), their jobs (queued and running ones cancelled) and those models' posted texts.
+        UnknownAccount when they had not opted in."""
+        handle = self.members.revoke(guild_id, user_id)
+        if handle is None:
+            raise UnknownAccount("you have not opted in to learning in this server")
+        try:
+            return self.forget(handle, wait_s=wait_s)
+        except UnknownAccount:  # nothing was stored yet
+            return {"handle": handle, "accounts": 0, "models": [], "posts": 0, "cancelled_jobs": [], "jobs": [],
+                    "outgoing_scrubbed": 0, "wandb_runs": []}
+
+    def learn_message(self, guild_id: int, user_id: int, message_id: int, channel_id: int, text: str,
+                      created_at: str | None = None) -> int:
+        """Store one message of a consenting member (1), or nothing (0: no consent, already stored)."""
+        return self.members.learn(guild_id, user_id, [MemberMessage(message_id, channel_id, text, created_at)])
+
+    def learn_messages(self, guild_id: int, user_id: int, messages: list[MemberMessage],
+                       cursor: tuple[int, str | None, bool, int] | None = None) -> int:
+        """Store a page of a member's past messages and the channel's backfill cursor `(channel_id, before_id, done,
+        scanned)` in one transaction (nothing without consent); returns how many were new."""
+        return self.members.learn(guild_id, user_id, messages, cursor)
+
+    def edit_message(self, message_id: int, text: str) -> bool:
+        """An edit on Discord: the stored text is replaced (False: the message is not stored)."""
+        return self.members.edit(message_id, text)
+
+    def forget_messages(self, message_ids: list[int]) -> int:
+        """Deletions on Discord (one or a bulk): the stored messages go; returns how many were stored."""
+        return self.members.delete(message_ids)
+
+    def backfill_cursor(self, guild_id: int, user_id: int, channel_id: int) -> dict | None:
+        """Where reading a member's past messages in a channel stands (before_id, done, scanned, learned), or None."""
+        return self.members.cursor(guild_id, user_id, channel_id)
+
+    def member_progress(self, guild_id: int, user_id: int) -> dict | None:
+        """A consenting member's state: consent, the backfill per channel, the card's table and the characters
+        still needed to train; None when they have not opted in."""
+        row = self.members.get(guild_id, user_id)
+        if row is None:
+            return None
+        account = self.store.get_account("discord", row["handle"])
+        stats = self.store.account_stats(account["id"]) if account else None
+        return {**row, "channels": self.members.cursors(guild_id, user_id),
+                "stats": stats.as_dict() if stats else None,
+                "chars_needed": max(0, MIN_CHARS - (stats.chars if stats else 0)),
+                "stored": stats.downloaded if stats else 0}
+
+    def member_spec(self, guild_id: int, user_id: int) -> str:
+        """The SOURCE that names a member's messages in a server (for `build_request`)."""
+        return f"discord:{guild_id}/{user_id}"
+
+    def member_model_id(self, guild_id: int, user_id: int) -> str:
+        """The id of the model of one member alone (their handle); UnknownAccount when they have not opted in."""
+        row = self.members.get(guild_id, user_id)
+        if row is None:
+            raise UnknownAccount("that member has not opted in to learning in this server (/optin)")
+        return row["handle"]
+
+    def _member_account(self, guild_id: int, user_id: int) -> dict:
+        row = self.members.get(guild_id, user_id)
+        account = self.store.get_account("discord", row["handle"]) if row else None
+        if account is None:
+            raise UnknownAccount("that member has not opted in to learning in this server (/optin)")
+        return account
+
     def forget(self, handle: str, dry_run: bool = False, wait_s: float = FORGET_WAIT_S) -> dict:
         """Delete everything stored about an account, on every network: its posts, every model trained on them,
         its training jobs (their stored requests name it), the texts those models posted (the ledger keeps
@@ -514,6 +624,7 @@ class Mimicbot:
             with self.store.transaction() as db:
                 for account in self.store.find_accounts(handle):
                     self.store.delete_account(account["id"])
+                self.members.revoke_handle(handle, db)  # a Discord member forgotten is no longer learned
                 db.execute(f"delete from jobs where id in ({', '.join('?' * len(report['jobs']))})", report["jobs"])
                 if report["models"]:
                     marks = ", ".join("?" * len(report["models"]))
@@ -584,9 +695,18 @@ def _timed(schedule: dict) -> dict:
 
 def _require_enough(store: Store, accounts: list[dict]) -> None:
     """NotEnoughData, with the recipe's message, naming each account under the minimum."""
-    short = [(a["handle"], stats) for a in accounts if not (stats := store.account_stats(a["id"])).enough]
+    short = [(a, stats) for a in accounts if not (stats := store.account_stats(a["id"])).enough]
     if short:
-        raise NotEnoughData("; ".join(f"@{handle}: {stats.warning}" for handle, stats in short))
+        raise NotEnoughData("; ".join(_shortfall(a, stats) for a, stats in short))
+
+
+def _shortfall(account: dict, stats) -> str:
+    """Why an account cannot train yet: the recipe's message; for a Discord member, by their display name (never
+    an id), with the characters still needed."""
+    if account["network"] != "discord":
+        return f"@{account['handle']}: {stats.warning}"
+    return (f"{account['display_name'] or 'this member'}: not enough messages yet: {stats.chars:,} characters kept, "
+            f"{MIN_CHARS:,} needed — {MIN_CHARS - stats.chars:,} more characters to go")
 
 
 def _newer(old: str | None, new: str | None) -> str | None:
@@ -599,5 +719,6 @@ def _newer(old: str | None, new: str | None) -> str | None:
 
 
 __all__ = ["ACTIVE", "CANCELLED", "DEFAULT_PROMPT", "FAILED", "FetchReport", "MAX_ACCOUNTS", "MAX_PROMPT_CHARS",
+           "MIN_CHARS", "MemberMessage",
            "Mimicbot", "MimicbotError", "PROGRESS_KEYS", "QUEUED", "RUNNING", "STATS_ROWS", "SUCCEEDED", "Stop",
            "TERMINAL", "check_prompt"]

@@ -40,6 +40,7 @@ EXTENSIONS = (
     "bot.discord.cogs.generation",  # generate
     "bot.discord.cogs.training",  # train, jobs, cancel, progress messages
     "bot.discord.cogs.replies",  # answers to @mentions
+    "bot.discord.cogs.learning",  # optin, optout, learning members' messages (with their consent)
 )
 OPTIONAL_EXTENSIONS = ("bot.discord.cogs.scheduler",)  # loaded when the module exists
 DM_COMMANDS = ("generate", "help")  # the commands that work in direct messages

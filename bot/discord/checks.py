@@ -38,6 +38,9 @@ def can_train():
         allowed = set(config.train_role_ids)
         if allowed and any(r.id in allowed for r in getattr(ctx.author, "roles", [])):
             return True
+        if await ctx.run(ctx.mimic.member, ctx.guild.id, ctx.author.id) is not None:
+            ctx.own_voice_only = True  # a member who opted in may train their own voice, and only theirs
+            return True
         roles = [ctx.guild.get_role(i) for i in config.train_role_ids]
         names = ", ".join(f"**{discord.utils.escape_markdown(r.name)}**" for r in roles if r)
         needed = f"one of these roles: {names}, or " if names else ""

@@ -50,9 +50,9 @@ class MimicContext(commands.Context):
         self._guild_config = None
         return await self.guild_config()
 
-    async def confirm(self, question: str, timeout: float = 60) -> bool:
+    async def confirm(self, question: str, timeout: float = 60, yes: str | None = None, no: str | None = None) -> bool:
         """Ask the person a yes/no question with buttons; False when they say no or do not answer."""
-        view = Confirm(self.author.id, timeout=timeout)
+        view = Confirm(self.author.id, timeout=timeout, yes=yes, no=no)
         view.message = await self.send(question, view=view)
         await view.wait()
         return bool(view.value)

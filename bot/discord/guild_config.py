@@ -25,6 +25,8 @@ class GuildConfig:
     linked_handles: dict[str, int] = field(default_factory=dict)
     # trainings this server may have queued or running at once; None: the bot-wide option
     max_queued: int | None = None
+    # text channels whose messages (and their threads') are learned from members who opted in (`/config learn`)
+    learn_channels: list[int] = field(default_factory=list)
 
     @classmethod
     def keys(cls) -> set[str]:

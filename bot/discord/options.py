@@ -42,6 +42,11 @@ class DiscordOptions(BaseSettings):
     # samples in the embed that announces a trained model
     completion_samples: int = Field(default=3, ge=0, le=10)
 
+    # learning members' voices (/optin): the most past messages of one member read back per server, and the most
+    # messages (of everyone) read per channel looking for them
+    backfill_limit: int = Field(default=10_000, ge=0)
+    backfill_scan_limit: int = Field(default=200_000, ge=0)
+
     @property
     def base_model_list(self) -> list[str]:
         return [m.strip() for m in self.base_models.split(",") if m.strip()]

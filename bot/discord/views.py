@@ -68,9 +68,13 @@ class Pages(_OwnedView):
 class Confirm(_OwnedView):
     """Yes / No. `value` is True, False, or None when nobody answered in time."""
 
-    def __init__(self, author_id: int, timeout: float = 60):
+    def __init__(self, author_id: int, timeout: float = 60, yes: str | None = None, no: str | None = None):
         super().__init__(author_id, timeout)
         self.value: bool | None = None
+        if yes:
+            self.yes.label = yes
+        if no:
+            self.no.label = no
 
     async def _answer(self, interaction: discord.Interaction, value: bool) -> None:
         self.value = value

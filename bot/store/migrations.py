@@ -203,3 +203,42 @@ def m006_schedule_prompt(db: Database) -> None:
 def m007_post_parent_text(db: Database) -> None:
     """The text of the message a post answers, when its source gives it (raw, as the network gave it)."""
     db["posts"].add_column("parent_text", str)
+
+
+@migrations()
+def m008_discord_members(db: Database) -> None:
+    """Discord members who agreed, per server, that their messages there may be learned (with the time they
+    agreed), and the backfill cursor of each member in each channel. Their messages are posts of an account of
+    network `discord`, under the handle kept here; their avatar URL is kept only when they agreed to that too."""
+    db["discord_members"].create(
+        {
+            "guild_id": int,
+            "user_id": int,
+            "handle": str,  # the account's handle (bot/naming.py discord_member_handle): never the user id
+            "display_name": str,  # their display name in that server, as the card shows it
+            "consented_at": str,  # ISO UTC: when they agreed
+            "consent_text": str,  # the words they agreed to
+            "avatar_url": str,  # None unless they agreed to show their avatar on the card
+            "avatar_consented_at": str,
+            "updated_at": str,
+        },
+        pk=("guild_id", "user_id"),
+        not_null={"guild_id", "user_id", "handle", "consented_at"},
+    )
+    db["discord_members"].create_index(["handle"], unique=True)
+    db["discord_backfill"].create(
+        {
+            "guild_id": int,
+            "user_id": int,
+            "channel_id": int,
+            "before_id": str,  # the oldest message read in this channel so far: reading resumes before it
+            "done": int,  # 1: the channel's history was read to its start (or the member's limit was reached)
+            "scanned": int,  # messages of everyone read in this channel (only the member's are kept)
+            "learned": int,  # the member's messages found
+            "started_at": str,
+            "updated_at": str,
+        },
+        pk=("guild_id", "user_id", "channel_id"),
+        not_null={"guild_id", "user_id", "channel_id"},
+        defaults={"done": 0, "scanned": 0, "learned": 0},
+    )

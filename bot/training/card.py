@@ -155,6 +155,8 @@ The model follows the huggingtweets pipeline:
 
 
 def _profile(account: dict) -> str:
+    if account.get("network") == "discord":  # a member's messages in one server: their name there, never an id
+        return f"{_name(account)}'s messages in a Discord server (learned with their consent)"
     handle = account.get("handle", "?")
     url = PROFILE_URLS.get(account.get("network", "x"))
     return f"[@{handle}'s posts]({url.format(handle)})" if url else f"@{handle}'s posts"

@@ -84,6 +84,26 @@ class Admin(commands.Cog):
         config = await ctx.save_setting("reply_channels", channels)
         await ctx.send(embed=config_embed(config, ctx))
 
+    @config.command(name="learn")
+    @app_commands.describe(channel="A text channel (its threads too)",
+                           enabled="Learn there from members who opted in? (default: on)")
+    async def learn(self, ctx: MimicContext, channel: discord.TextChannel, enabled: bool = True) -> None:
+        """Learn (or stop learning) the voices of members who opted in from a channel and its threads.
+
+        Example: `!config learn #general` or `!config learn #general false`"""
+        if enabled and not ctx.options.message_content:
+            raise ValidationError("learning needs the Message Content intent (MIMICBOT_DISCORD_MESSAGE_CONTENT=true, "
+                                  "and the intent turned on in the Developer Portal)")
+        ids = [i for i in (await ctx.guild_config()).learn_channels if i != channel.id]
+        config = await ctx.save_setting("learn_channels", sorted(ids + [channel.id]) if enabled else ids)
+        learning = self.bot.get_cog("Learning")
+        if learning is not None:
+            if enabled:
+                await learning.channel_enabled(ctx.guild)
+            else:
+                learning.invalidate(ctx.guild.id)
+        await ctx.send(embed=config_embed(config, ctx))
+
     @config.command(name="link")
     @app_commands.describe(member="The person", handle="Their account's handle")
     async def link(self, ctx: MimicContext, member: discord.Member, handle: str) -> None:
@@ -157,6 +177,8 @@ def config_embed(config: GuildConfig, ctx: MimicContext) -> discord.Embed:
                     value=str(config.max_queued or ctx.options.max_queued_per_guild))
     embed.add_field(name="Answers @mentions in", value="\n".join(channels) or "no channel", inline=False)
     embed.add_field(name="Linked accounts", value="\n".join(links) or "none", inline=False)
+    learn = [f"<#{cid}>" for cid in config.learn_channels]
+    embed.add_field(name="Learns from (members who opted in)", value=", ".join(learn) or "no channel", inline=False)
     return embed
 
 

@@ -9,7 +9,7 @@ from discord.ext import commands
 from ...errors import MimicbotError, ValidationError
 from ...service import DEFAULT_PROMPT, check_prompt
 from ..context import MimicContext
-from ..converters import model_autocomplete
+from ..converters import mentioned_member, model_autocomplete
 from ..formatting import clip, post_embed
 
 MAX_PROMPT = 200  # characters: a post's opening words, not a letter
@@ -26,7 +26,7 @@ class Generation(commands.Cog):
 
     @commands.hybrid_command()
     @commands.dynamic_cooldown(_generate_cooldown, commands.BucketType.user)
-    @app_commands.describe(model="The model's id (see /models)", prompt="How the posts start (default: My dream is)",
+    @app_commands.describe(model="The model's id (see /models), or a member's @mention for their model", prompt="How the posts start (default: My dream is)",
                            n="How many posts", temperature="Randomness, 0.1 (safe) to 2 (wild); default 1")
     @app_commands.autocomplete(model=model_autocomplete)
     async def generate(self, ctx: MimicContext, model: str, prompt: str = DEFAULT_PROMPT,
@@ -38,6 +38,11 @@ class Generation(commands.Cog):
         Example: `!generate ada_bytes "I think" 3 0.9`"""
         try:
             n, prompt = self._checked(ctx, n, prompt, temperature)
+            member = mentioned_member(model) if isinstance(model, str) else None
+            if member is not None:  # model:@member — that member's model in this server
+                if ctx.guild is None:
+                    raise ValidationError("a member's model is named by their mention in their server, not here")
+                model = await ctx.run(ctx.mimic.member_model_id, ctx.guild.id, member)
             info = await ctx.run(ctx.mimic.model, model)  # UnknownModel, before any work
         except MimicbotError:
             ctx.command.reset_cooldown(ctx)  # a refused request does not cost the person their turn

@@ -94,20 +94,46 @@ class Training(commands.Cog):
         Example: `!train ada_bytes` or `!train ada_bytes,grace_gardens 2`"""
         await ctx.defer()  # a slash command must be answered within 3 s; this says "thinking…"
         try:
-            specs = parse_handles(handles)
+            specs = parse_handles(handles, ctx.guild.id)
+            await self._check_members(ctx, specs)
             base = self._base_model(base_model)
             await self._check_queue(ctx)
             request = await ctx.mimic.build_request(specs, epochs=epochs, base_model=base,
                                                     max_steps=ctx.options.train_max_steps)
             job = await ctx.run(ctx.mimic.submit, request, requested_by=ctx.requested_by, guild_id=ctx.guild.id,
                                 status_channel_id=ctx.channel.id)
-        except MimicbotError:
+        except (MimicbotError, NotAllowed):
             ctx.command.reset_cooldown(ctx)  # a refused request does not cost the person their turn
             raise
         message = await ctx.send(embed=status_embed(job))
         await ctx.run(ctx.mimic.set_status_message, job["id"], message.channel.id, message.id)
         self.watch(job, StatusMessage(self.bot, message.channel.id, message.id, live=message,
                                       interaction=ctx.interaction))
+
+    async def _check_members(self, ctx: MimicContext, specs: list[str]) -> None:
+        """A member's voice (a mention, or the handle of a member's account) is trained by that member, or by someone
+        with Manage Server, and only in its own server; a member who may train only because they opted in
+        (checks.can_train) may name only themselves."""
+        own = f"discord:{ctx.guild.id}/{ctx.author.id}"
+        admin = await checks.is_admin(ctx)
+        for spec in specs:
+            if spec.startswith("discord:"):
+                owner = spec
+            else:
+                member = await ctx.run(ctx.mimic.member_by_handle, spec.lstrip("@")) if spec.startswith("@") else None
+                if member is None:
+                    owner = None
+                elif member["guild_id"] != ctx.guild.id:
+                    raise ValidationError(f"{neutralise(spec)} is a member of another server; their voice is "
+                                          "trained only there")
+                else:
+                    owner = f"discord:{member['guild_id']}/{member['user_id']}"
+            if owner is not None and owner != own and not admin:
+                raise NotAllowed("Only the member themself, or someone with the **Manage Server** permission, can "
+                                 "train a member's voice.")
+            if owner != own and getattr(ctx, "own_voice_only", False):
+                raise NotAllowed("You may train your own voice (mention yourself); training other accounts needs "
+                                 "the **Manage Server** permission or a trainer role.")
 
     def _base_model(self, name: str | None) -> str | None:
         if name is None:
