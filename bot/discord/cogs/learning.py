@@ -214,7 +214,8 @@ class Learning(commands.Cog):
                 at_end = scanned_before + scanned >= options.backfill_scan_limit
                 if not (full or at_end or unsaved == PAGE):
                     continue
-                stored += await self._save(guild.id, user_id, page, (channel.id, str(oldest), full or at_end, unsaved))
+                # the member's limit leaves the channel unfinished: a higher limit resumes it from here
+                stored += await self._save(guild.id, user_id, page, (channel.id, str(oldest), at_end, unsaved))
                 page, unsaved = [], 0
                 if full:
                     return False
@@ -302,8 +303,8 @@ class Learning(commands.Cog):
             await ctx.send("You have not opted in here: I store nothing of yours. `optin` shows the terms.",
                            ephemeral=True)
             return
-        await ctx.send(embed=status_embed(progress, ctx.guild, running=(ctx.guild.id, ctx.author.id) in self.tasks),
-                       ephemeral=True)
+        await ctx.send(embed=status_embed(progress, ctx.guild, running=(ctx.guild.id, ctx.author.id) in self.tasks,
+                                          limit=self.bot.options.backfill_limit), ephemeral=True)
 
     @commands.hybrid_command()
     @commands.guild_only()
@@ -329,14 +330,16 @@ class Learning(commands.Cog):
                           if report["cancelled_jobs"] else "") + ".", ephemeral=True)
 
 
-def status_embed(progress: dict, guild: discord.Guild, running: bool) -> discord.Embed:
+def status_embed(progress: dict, guild: discord.Guild, running: bool, limit: int) -> discord.Embed:
     stats = progress.get("stats") or {}
     embed = discord.Embed(title=f"Learning your voice in {neutralise(guild.name)}", colour=BOT_COLOUR)
     embed.add_field(name="Agreed", value=progress["consented_at"].replace("T", " ")[:16] + " UTC")
     channels = progress["channels"]
     read = sum(c["scanned"] or 0 for c in channels)
     done = sum(1 for c in channels if c["done"])
-    state = "reading" if running else ("done" if channels and done == len(channels) else "waiting")
+    state = "reading" if running else ("done" if channels and done == len(channels) else
+                                       f"stopped at the limit of {limit:,} messages" if progress["stored"] >= limit
+                                       else "waiting")
     embed.add_field(name="Past messages", value=f"{state}: {done} of {len(channels)} channel(s) read to the start, "
                                                 f"{read:,} messages looked at")
     embed.add_field(name="Your messages stored", value=f"{progress['stored']:,}")
