@@ -91,7 +91,7 @@ async def test_sync_puts_every_slash_command_once(settings, fake_discord):
     dms = {name for name, c in commands.items() if c["dm_permission"]}
     assert {"generate", "help"} <= dms and not dms & {"train", "models", "model", "forget", "config", "cancel"}
     subcommands = {o["name"] for o in commands["config"]["options"]}
-    assert subcommands == {"show", "trainer-role", "default-model", "replies", "link", "unlink", "max-queue"}
+    assert subcommands == {"show", "trainer-role", "default-model", "replies", "link", "unlink", "max-queue", "learn"}
     await sync_commands(with_token(settings, TOKEN), guild_id=42)
     assert f"/api/v10/applications/{BOT_ID}/guilds/42/commands" in fake_discord.commands
 

@@ -13,7 +13,7 @@ from discord.ext import commands
 from ...errors import ValidationError
 from .. import checks
 from ..context import MimicContext
-from ..converters import model_autocomplete, parse_handle
+from ..converters import mentioned_member, model_autocomplete, parse_handle
 from ..errors import NotAllowed
 from ..formatting import neutralise
 from ..guild_config import GuildConfig
@@ -60,6 +60,7 @@ class Admin(commands.Cog):
         """Set (or clear) the model that answers @mentions in enabled channels.
 
         Example: `!config default-model ada_bytes`"""
+        model = await member_model(ctx, model)
         if model is not None:
             await ctx.run(ctx.mimic.model, model)  # UnknownModel for a typo
         config = await ctx.save_setting("default_model", model)
@@ -74,6 +75,7 @@ class Admin(commands.Cog):
         """Turn answers to @mentions on or off in a channel, optionally with its own model.
 
         Example: `!config replies #general true ada_bytes`"""
+        model = await member_model(ctx, model)
         if model is not None:
             await ctx.run(ctx.mimic.model, model)
         channels = dict((await ctx.guild_config()).reply_channels)
@@ -160,6 +162,14 @@ class Admin(commands.Cog):
         synced = await self.bot.tree.sync(guild=None if scope == "global" else ctx.guild)
         where = "everywhere (may take up to an hour to show)" if scope == "global" else "in this server"
         await ctx.send(f"Synced {len(synced)} slash commands {where}.")
+
+
+async def member_model(ctx: MimicContext, model: str | None) -> str | None:
+    """A model named by its id, or by a member's mention (their model in this server)."""
+    member = mentioned_member(model) if isinstance(model, str) else None
+    if member is None:
+        return model
+    return await ctx.run(ctx.mimic.member_model_id, ctx.guild.id, member)
 
 
 def config_embed(config: GuildConfig, ctx: MimicContext) -> discord.Embed:

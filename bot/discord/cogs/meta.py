@@ -12,6 +12,7 @@ from ..formatting import BOT_COLOUR, clip
 
 SECTIONS = (("Models", ("generate", "models", "model")),
             ("Training", ("train", "jobs", "status", "cancel")),
+            ("Your voice (with your consent)", ("optin", "optout")),
             ("Data and settings", ("forget", "config", "sync", "help")))
 
 
