@@ -261,6 +261,22 @@ class FakeDiscord:
             "app_permissions": "0"})
         return token
 
+    async def slash(self, channel: dict, member: dict, name: str, **options) -> str:
+        """Someone runs a slash command `/name option:value ...` (string options): INTERACTION_CREATE; returns the
+        interaction's token (its answers are in `sent` under that token)."""
+        token = f"token-{next(self._ids)}"
+        guild_id = self._guild_id_of(channel["id"])
+        await self.dispatch("INTERACTION_CREATE", {
+            "id": self.snowflake(), "application_id": BOT_ID, "type": 2, "token": token, "version": 1,
+            "data": {"id": self.snowflake(), "name": name, "type": 1,
+                     "options": [{"name": k, "type": 3, "value": v} for k, v in options.items()]},
+            "channel_id": channel["id"], "guild_id": guild_id,
+            "channel": {"id": channel["id"], "type": 0, "guild_id": guild_id, "name": channel.get("name", "channel")},
+            "member": {**member, "permissions": str((1 << 10) | (1 << 11))}, "locale": "en-US",
+            "guild_locale": "en-US", "entitlements": [], "context": 0, "attachment_size_limit": 25 << 20,
+            "app_permissions": str((1 << 10) | (1 << 11) | (1 << 16))})
+        return token
+
     # -- REST: history and what the bot sends ----------------------------------------------------------
 
     async def get_messages(self, request: web.Request) -> web.Response:

@@ -83,13 +83,16 @@ async def test_sync_puts_every_slash_command_once(settings, fake_discord):
     assert sorted(names) == sorted(c["name"] for c in body)
     commands = {c["name"]: c for c in body}
     assert set(commands) >= {"train", "generate", "models", "model", "jobs", "status", "cancel", "forget", "config",
-                             "help"}
+                             "help", "optin", "optout"}
+    action = next(o for o in commands["optin"]["options"] if o["name"] == "action")
+    assert [c["value"] for c in action["choices"]] == ["agree", "status", "avatar", "no-avatar"]
     assert "sync" not in commands  # the owner's prefix command only
     model = next(o for o in commands["generate"]["options"] if o["name"] == "model")
     assert model["required"] is True and model["autocomplete"] is True
     assert [o["name"] for o in commands["train"]["options"]] == ["handles", "epochs", "base_model"]
     dms = {name for name, c in commands.items() if c["dm_permission"]}
-    assert {"generate", "help"} <= dms and not dms & {"train", "models", "model", "forget", "config", "cancel"}
+    assert {"generate", "help"} <= dms and not dms & {"train", "models", "model", "forget", "config", "cancel",
+                                                      "optin", "optout"}
     subcommands = {o["name"] for o in commands["config"]["options"]}
     assert subcommands == {"show", "trainer-role", "default-model", "replies", "link", "unlink", "max-queue", "learn"}
     await sync_commands(with_token(settings, TOKEN), guild_id=42)

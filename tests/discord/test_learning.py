@@ -199,6 +199,18 @@ async def test_opt_in_shows_the_terms_and_records_consent_with_its_time(server):
     assert str(server.uid(server.ada)) not in row["handle"] and row["handle"].startswith("ada_")
 
 
+async def test_the_slash_commands_answer_only_the_member(server):
+    """`/optin action:status` and `/optout` as slash commands: answered in an ephemeral message (flag 64)."""
+    token = await server.fake.slash(server.general, server.grace, "optin", action="status")
+    answer = await server.wait_for_sent(lambda e: e.get("token") == token and (e["body"].get("content") or ""))
+    assert answer["body"]["content"].startswith("You have not opted in here: I store nothing of yours")
+    assert answer["body"]["flags"] & 64
+    token = await server.fake.slash(server.general, server.grace, "optout")
+    answer = await server.wait_for_sent(lambda e: e.get("token") == token and (e["body"].get("content") or ""))
+    assert answer["body"]["content"] == "You had not opted in here: nothing of yours is stored."
+    assert server.all_posts() == 0
+
+
 async def test_declining_stores_nothing(server):
     await enable(server, server.general)
     server.fake.fill_history(server.general, [(server.ada, words(i)) for i in range(30)])

@@ -260,6 +260,8 @@ class Learning(commands.Cog):
         action = action.strip().lower() if isinstance(action, str) else ""
         if action not in OPTIN_ACTIONS:
             raise ValidationError(f"choose one of {', '.join(OPTIN_ACTIONS)}")
+        # the card names a member by their display name here: keep it current (nothing happens for a non-member)
+        await ctx.run(ctx.mimic.set_member_name, ctx.guild.id, ctx.author.id, ctx.author.display_name)
         if action == "status":
             await self._status(ctx)
         elif action in ("avatar", "no-avatar"):
