@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from .cleaning import DEFAULT_PROMPT, MIN_CHARS, STATS_ROWS, clean_post
 from .config import Settings, load_settings
-from .errors import MimicbotError, NotEnoughData, UnknownAccount, ValidationError
+from .errors import MimicbotError, NotEnoughData, UnknownAccount, UnknownModel, ValidationError
 from .generation.prompts import MAX_PROMPT_CHARS, check_opener, check_prompt
 from .naming import discord_member_handle, normalise_handle, parse_spec
 from .sources import open_source
@@ -588,10 +588,10 @@ class Mimicbot:
         return f"discord:{guild_id}/{user_id}"
 
     def member_model_id(self, guild_id: int, user_id: int) -> str:
-        """The id of the model of one member alone (their handle); UnknownAccount when they have not opted in."""
+        """The id of the model of one member alone (their handle); UnknownModel when they have not opted in."""
         row = self.members.get(guild_id, user_id)
         if row is None:
-            raise UnknownAccount("that member has not opted in to learning in this server (/optin)")
+            raise UnknownModel("no model of that member: they have not opted in to learning in this server (/optin)")
         return row["handle"]
 
     def _member_account(self, guild_id: int, user_id: int) -> dict:

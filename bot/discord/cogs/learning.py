@@ -286,7 +286,8 @@ class Learning(commands.Cog):
             await ctx.send(f"You agreed on {already['consented_at'][:10]}; I am learning. "
                            "`optin status` shows how far, `optout` stops it.", ephemeral=True)
             return
-        names = ", ".join(f"<#{c}>" for c in sorted(channels))
+        shown = [f"<#{c}>" for c in sorted(channels)]
+        names = ", ".join(shown[:20]) + (f" and {len(shown) - 20} more" if len(shown) > 20 else "")
         text = CONSENT.format(server=neutralise(ctx.guild.name), channels=names, limit=self.bot.options.backfill_limit)
         if not await ctx.confirm(text, timeout=300, yes=AGREE, no=DECLINE):
             await ctx.send("Nothing was stored. You can agree later with `optin`.", ephemeral=True)
