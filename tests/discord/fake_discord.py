@@ -186,12 +186,13 @@ class FakeDiscord:
         return thread
 
     def message(self, channel: dict, member: dict, content: str, *, when: datetime | None = None,
-                kind: int = 0, webhook: bool = False) -> dict:
+                kind: int = 0, webhook: bool = False, mentions: list[dict] = ()) -> dict:
         """A message payload as Discord sends it (MESSAGE_CREATE and channel history alike)."""
         when = when or datetime.now(UTC)
         data = {"id": self.snowflake(when), "channel_id": channel["id"], "author": member["user"], "content": content,
                 "timestamp": when.isoformat(), "edited_timestamp": None, "tts": False, "mention_everyone": False,
-                "mentions": [], "mention_roles": [], "attachments": [], "embeds": [], "pinned": False, "type": kind,
+                "mentions": list(mentions), "mention_roles": [], "attachments": [], "embeds": [], "pinned": False,
+                "type": kind,
                 "flags": 0, "components": []}
         if webhook:
             data["webhook_id"] = self.snowflake()

@@ -390,6 +390,17 @@ async def test_under_the_minimum_train_says_how_many_characters_are_still_needed
     # someone else's voice needs Manage Server
     said = "\n".join(await server.say(server.grace, f"!train <@{server.ada['user']['id']}>"))
     assert "Manage Server" in said
+    # an admin may make a cyborg of members (up to three), each of whom must have enough
+    await server.opt_in(server.grace)
+    await server.say(server.grace, words(7))
+    grace_chars = server.mimic.member_progress(server.guild_id, server.uid(server.grace))["stats"]["chars"]
+    said = "\n".join(await server.say(server.admin, f"!train <@{server.ada['user']['id']}>,<@{server.grace['user']['id']}>"))
+    assert f"Ada: not enough messages yet: {chars:,} characters kept" in said
+    assert f"Grace: not enough messages yet: {grace_chars:,} characters kept" in said
+    assert server.ada["user"]["id"] not in said and server.grace["user"]["id"] not in said
+    four = ",".join(f"<@{m['user']['id']}>" for m in (server.ada, server.grace, server.admin, server.robot))
+    said = "\n".join(await server.say(server.admin, f"!train {four}"))
+    assert "a model learns from at most 3 accounts; 4 were given" in said
     assert server.mimic.jobs() == []
 
 
@@ -448,6 +459,15 @@ async def test_train_generate_and_opt_out_delete_the_model(fake, settings, learn
 
         said = "\n".join(await server.say(server.ada, f"!generate {mention}"))
         assert "Ada 🤖" in said
+
+        # her model answers @mentions where an admin names it by her mention, and a schedule takes its id
+        await server.say(server.admin, f"!config replies <#{server.general['id']}> true {mention}")
+        since = len(server.fake.sent)
+        await server.fake.post(server.general, server.grace, f"<@{server.fake._user()['id']}> what do you think",
+                               mentions=[server.fake._user()])
+        reply = await server.wait_for_sent(lambda e: e["body"].get("message_reference"), since)
+        assert reply["body"]["content"]
+        assert server.mimic.add_schedule(handle, f"discord:{server.general['id']}", every="2h")["model_id"] == handle
 
         said = "\n".join(await server.say(server.ada, "!optout"))
         assert "1 model(s)" in said
