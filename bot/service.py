@@ -594,6 +594,17 @@ class Mimicbot:
             raise UnknownModel("no model of that member: they have not opted in to learning in this server (/optin)")
         return row["handle"]
 
+    def model_servers(self, model_id: str) -> set[int]:
+        """The Discord servers whose members' voices a model holds (empty: it holds none, it may be used anywhere).
+        A member agreed to a model of their voice in their server, so the Discord face uses such a model only there."""
+        accounts = (self.model(model_id).get("training") or {}).get("accounts") or []
+        servers = set()
+        for account in accounts:
+            if isinstance(account, dict) and account.get("network") == "discord":
+                member = self.members.by_handle(account.get("handle") or "")
+                servers.add(member["guild_id"] if member else -1)  # -1: a member no longer learned: nowhere
+        return servers
+
     def _member_account(self, guild_id: int, user_id: int) -> dict:
         row = self.members.get(guild_id, user_id)
         account = self.store.get_account("discord", row["handle"]) if row else None

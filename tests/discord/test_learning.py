@@ -457,8 +457,20 @@ async def test_train_generate_and_opt_out_delete_the_model(fake, settings, learn
         assert "Ada" in card and server.ada["user"]["id"] not in card and "messages in a Discord server" in card
         assert model["training"]["accounts"][0]["avatar_url"]  # she agreed to show it
 
-        said = "\n".join(await server.say(server.ada, f"!generate {mention}"))
-        assert "Ada 🤖" in said
+        since = len(server.fake.sent)
+        await server.fake.post(server.general, server.ada, f"!generate {mention}")
+        posts = await server.wait_for_sent(lambda e: any("author" in x for x in e["body"].get("embeds") or ()), since)
+        assert posts["body"]["embeds"][0]["author"]["name"].startswith("Ada 🤖")
+
+        # her voice stays in her server: another server does not get her model
+        elsewhere = server.fake.add_guild("Elsewhere", channels=("lobby",))
+        stranger = server.fake.add_member(elsewhere, "stranger", admin=True)
+        await server.fake.dispatch("GUILD_CREATE", elsewhere)
+        await asyncio.wait_for(_until(lambda: server.bot.get_guild(int(elsewhere["id"]))), WAIT)
+        said = "\n".join(await server.say(stranger, f"!generate {handle}", channel=elsewhere["channels"][0]))
+        assert f"no model '{handle}' here" in said
+        said = "\n".join(await server.say(stranger, f"!config default-model {handle}", channel=elsewhere["channels"][0]))
+        assert f"no model '{handle}' here" in said
 
         # her model answers @mentions where an admin names it by her mention, and a schedule takes its id
         await server.say(server.admin, f"!config replies <#{server.general['id']}> true {mention}")

@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from ...errors import ValidationError
+from ...errors import UnknownModel, ValidationError
 from .. import checks
 from ..context import MimicContext
 from ..converters import mentioned_member, model_autocomplete, parse_handle
@@ -165,11 +165,16 @@ class Admin(commands.Cog):
 
 
 async def member_model(ctx: MimicContext, model: str | None) -> str | None:
-    """A model named by its id, or by a member's mention (their model in this server)."""
+    """A model named by its id, or by a member's mention (their model in this server); a model of members of another
+    server is not offered here (UnknownModel)."""
     member = mentioned_member(model) if isinstance(model, str) else None
-    if member is None:
-        return model
-    return await ctx.run(ctx.mimic.member_model_id, ctx.guild.id, member)
+    if member is not None:
+        model = await ctx.run(ctx.mimic.member_model_id, ctx.guild.id, member)
+    if model is not None:
+        servers = await ctx.run(ctx.mimic.model_servers, model)  # UnknownModel for a typo
+        if servers and ctx.guild.id not in servers:
+            raise UnknownModel(f"no model {model!r} here")
+    return model
 
 
 def config_embed(config: GuildConfig, ctx: MimicContext) -> discord.Embed:

@@ -6,7 +6,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from ...errors import MimicbotError, ValidationError
+from ...errors import MimicbotError, UnknownModel, ValidationError
 from ...service import DEFAULT_PROMPT, check_prompt
 from ..context import MimicContext
 from ..converters import mentioned_member, model_autocomplete
@@ -44,6 +44,9 @@ class Generation(commands.Cog):
                     raise ValidationError("a member's model is named by their mention in their server, not here")
                 model = await ctx.run(ctx.mimic.member_model_id, ctx.guild.id, member)
             info = await ctx.run(ctx.mimic.model, model)  # UnknownModel, before any work
+            servers = await ctx.run(ctx.mimic.model_servers, model)
+            if servers and (ctx.guild is None or ctx.guild.id not in servers):  # a member's voice stays in their server
+                raise UnknownModel(f"no model {model!r} here")
         except MimicbotError:
             ctx.command.reset_cooldown(ctx)  # a refused request does not cost the person their turn
             raise
