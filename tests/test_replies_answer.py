@@ -77,8 +77,8 @@ def test_replies_to_a_message_never_read_share_its_words(tmp_path, one_thread):
     trained_pairs = bot.model(model_id)["training"]["accounts"][0]["replies_with_parent"]
     assert trained_pairs > 150  # the card counts the replies trained after their message
     answered, plain, n_answers, n_posts = shares(bot, model_id, held_out)
-    print(f"answers share {answered:.1%} of the message's words, plain posts {plain:.1%} "
-          f"({n_answers} answers, {n_posts} posts)")
+    print(f"answers share {answered:.1%} of the message's words, plain posts {plain:.1%} ({n_answers} answers, "
+          f"{n_posts} posts; trained in {bot.model(model_id)['training']['train_seconds']} s)")
     assert n_answers >= 0.75 * SAMPLES * len(held_out) and n_posts >= 0.75 * SAMPLES * len(held_out)
     # measured 44-48 % against 20-21 % over training seeds 1-4; without the conditioning both are about 20 %
     assert answered >= plain + 0.15
