@@ -7,8 +7,8 @@ The account's replies repeat the two topic words of their message; the held-out 
 that no training message or reply names together, in a wording no training message has (tests/kit/replies.py).
 Answers to them share more of their words than the model's plain posts do. Trained on the same posts without
 their messages, the model's answers share no more than its plain posts: the effect is the conditioning's.
-Measured (bench/replies.py, README "Replies"): about 47 % of a held-out message's words against 20 % with
-parents; 16-20 % against 20 % without.
+Measured (bench/replies.py, README "Replies", 3 seeds): 45.5 % of a held-out message's words against 20.0 % for
+plain posts when trained with the messages; 17.8 % against 20.2 % without them.
 """
 
 from __future__ import annotations
