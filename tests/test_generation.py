@@ -466,3 +466,28 @@ def test_a_reply_reads_its_context_and_a_plain_post_reads_none(tokenizer):
     assert seen[2] == [eot]  # the plain post's first step reads end-of-text alone
     with_context = sample(model, tokenizer, "", n=8, max_new_tokens=200, seed=1, context="Hello world, la la")
     assert with_context != sample(model, tokenizer, "", n=8, max_new_tokens=200, seed=1)  # same seed: it is read
+
+
+def test_a_message_longer_than_the_model_reads_keeps_its_last_words(tokenizer):
+    """A long message (an X note of thousands of characters) is cut to its last tokens, so that message and post
+    fit the model's context with the post's whole budget: the reply neither fails nor loses its budget."""
+    model = random_gpt2(tokenizer)  # reads at most 256 tokens
+    seen = []
+    handle = model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["input_ids"][0].tolist()),
+                                             with_kwargs=True)
+    message = " ".join(f"la{i % 7} word{i % 5}" for i in range(300))
+    posts = sample(model, tokenizer, "", n=2, seed=0, context=message)
+    handle.remove()
+    eot = tokenizer.eos_token_id
+    whole = tokenizer(message, add_special_tokens=False)["input_ids"]
+    assert len(whole) > 256
+    room = 256 - 160  # the recipe's budget of 160 tokens (end-of-text included) is left to the post
+    assert seen[0] == [eot, *whole[-(room - 1):], eot]
+    assert len(posts) == 2
+    # a message that fits is read whole
+    seen.clear()
+    handle = model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["input_ids"][0].tolist()),
+                                             with_kwargs=True)
+    sample(model, tokenizer, "", n=1, max_new_tokens=2, seed=0, context="la la la")
+    handle.remove()
+    assert seen[0] == [eot, *tokenizer("la la la", add_special_tokens=False)["input_ids"], eot]

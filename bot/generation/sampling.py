@@ -2,8 +2,9 @@
 
 The prompt is `<|endoftext|>` followed by the opener (the start text: "My dream is" for `generate`, nothing
 at all for autonomous posts): the model was trained on posts joined by that token, so it reads the prompt
-as "a new post starts here". A reply puts the message it answers before that (`context`, see
-`reply_context`). `n` samples are drawn as one batch (`num_return_sequences`) with the KV cache.
+as "a new post starts here". A reply puts the message it answers before that (`context`): end-of-text and the
+message, cut to its last tokens when the model's context less the post's budget cannot hold it all (GPT-2: 864
+tokens). `n` samples are drawn as one batch (`num_return_sequences`) with the KV cache.
 
 The recipe's settings: `top_p` 0.95, temperature 1.0, `top_k` 50 (what `generate` applied when the recipe set
 none), at least `min_length` 10 and at most `max_length` 160 tokens counting the end-of-text token and the
@@ -119,11 +120,13 @@ def sample(
         stop_ids = stop_token_ids(tokenizer)
         stopping = StoppingCriteriaList([StopAtNewline(stop_ids)])
         post_ids = _prompt_ids(tokenizer, prompt)
-        ids = (_context_ids(tokenizer, context) if context else []) + post_ids
         budget = max_new_tokens if max_new_tokens is not None else max_length - len(post_ids)
         if budget < 1:
             raise ValidationError(f"the prompt is {len(post_ids)} tokens; the budget of {max_length} tokens "
                                   "leaves no room for a post")
+        room = positions(model)
+        room = None if room is None else room - len(post_ids) - budget  # what the post leaves for the context
+        ids = (_context_ids(tokenizer, context, room) if context else []) + post_ids
         budget = fit_context(model, len(ids), budget)
         config = GenerationConfig(  # lengths in all (as the model's own config states them), so that they replace its
             do_sample=True, num_return_sequences=n, max_length=len(ids) + budget,
@@ -158,10 +161,15 @@ def prompt_length(tokenizer, prompt: str) -> int:
         return len(_prompt_ids(tokenizer, fold(prompt)))
 
 
-def _context_ids(tokenizer, context: str) -> list[int]:
-    """What the model reads before a reply: end-of-text, the message answered (on one line) as plain text."""
-    return [tokenizer.eos_token_id] + tokenizer(fold(context), add_special_tokens=False,
-                                                split_special_tokens=True)["input_ids"]
+def _context_ids(tokenizer, context: str, room: int | None = None) -> list[int]:
+    """What the model reads before a reply: end-of-text, the message answered (on one line) as plain text. At most
+    `room` tokens in all: a longer message keeps its last tokens (the words nearest the reply), so that a long
+    message never makes the reply fail nor eats the post's budget; no room at all, no context."""
+    message = tokenizer(fold(context), add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    if room is not None:
+        keep = max(0, room - 1)
+        message = message[len(message) - keep:] if keep else []
+    return [tokenizer.eos_token_id] + message if message else []
 
 
 def _prompt_ids(tokenizer, prompt: str) -> list[int]:
@@ -170,9 +178,14 @@ def _prompt_ids(tokenizer, prompt: str) -> list[int]:
                                                 split_special_tokens=True)["input_ids"]
 
 
+def positions(model) -> int | None:
+    """How many tokens the model reads at most (None: it does not say)."""
+    return getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+
+
 def fit_context(model, prompt_tokens: int, max_new_tokens: int) -> int:
     """max_new_tokens, shortened so that prompt and post fit in the model's context."""
-    context = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    context = positions(model)
     if not context:
         return max_new_tokens
     if prompt_tokens >= context:
