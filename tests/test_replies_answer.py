@@ -8,7 +8,9 @@ that no training message or reply names together, in a wording no training messa
 Answers to them share more of their words than the model's plain posts do. Trained on the same posts without
 their messages, the model's answers share no more than its plain posts: the effect is the conditioning's.
 Measured (bench/replies.py, README "Replies", 3 seeds): 45.5 % of a held-out message's words against 20.0 % for
-plain posts when trained with the messages; 17.8 % against 20.2 % without them.
+plain posts when trained with the messages; 17.8 % against 20.2 % without them. The first test fails when the
+message is dropped at generation (measured: 19.0 % against 20.8 %) or when the trainer stops putting the parent
+before its reply (17.4 % against 20.1 %).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from tests.kit.replies import reply_data, shared_share, write_jsonl
 
 pytestmark = pytest.mark.slow
 
-# enough for the tiny two-layer model to learn to copy from what it read: 30 epochs of ~60 blocks of 64
-# tokens, 4 a step (~600 steps, ~30 s on one loaded core); the recipe's lr is far too small for a model
+# enough for the tiny two-layer model to learn to copy from what it read: 30 epochs of ~75 blocks of 64
+# tokens, 4 a step (~570 steps, 18-30 s on one loaded core); the recipe's lr is far too small for a model
 # trained from random weights
 HYPER = dict(base_model="tiny", epochs=30, lr=3e-3, batch_size=4, block_size=64, seed=1)
 SAMPLES = 8  # per held-out message, answers and plain posts alike
@@ -80,7 +82,7 @@ def test_replies_to_a_message_never_read_share_its_words(tmp_path, one_thread):
     print(f"answers share {answered:.1%} of the message's words, plain posts {plain:.1%} ({n_answers} answers, "
           f"{n_posts} posts; trained in {bot.model(model_id)['training']['train_seconds']} s)")
     assert n_answers >= 0.75 * SAMPLES * len(held_out) and n_posts >= 0.75 * SAMPLES * len(held_out)
-    # measured 44-48 % against 20-21 % over training seeds 1-4; without the conditioning both are about 20 %
+    # measured 45-46 % against 19.5-21 % over seeds 1-3; without the conditioning both are about 20 %
     assert answered >= plain + 0.15
 
 
