@@ -103,10 +103,20 @@ async def test_fetch_pages_the_feed_and_counts_reposts_like_retweets(bot, bsky_s
     rows = bot.store.query("select * from posts where raw_text like 'read this%' order by id limit 1")
     assert "https://example.com/long/path/" in rows[0]["raw_text"]  # the link facet's full URL, put back
     assert rows[0]["clean_text"].startswith("read this now") and "example.com" not in rows[0]["clean_text"]
-    replies = bot.store.query("select count(*) as n from posts where is_reply")[0]["n"]
-    assert replies == counts["reply"]
+    replies = bot.store.query("select parent_text from posts where is_reply")
+    assert len(replies) == counts["reply"]
+    assert {r["parent_text"] for r in replies} == {"bob writes something worth sharing"}  # trained on as context
     reposts = bot.store.query("select post_id, raw_text from posts where is_retweet")
     assert all("/app.bsky.feed.repost/" in r["post_id"] for r in reposts)
+
+
+async def test_a_reply_to_a_deleted_post_has_no_context(bot, bsky_server):
+    seed(bsky_server, 1)
+    gone = {"uri": "at://did:plc:gone/app.bsky.feed.post/3kgone", "cid": "bafygone", "record": {}}
+    bsky_server.add_post(ALICE, "replying to a post that is gone now", reply_to=gone)
+    await bot.fetch([f"bsky:{ALICE}"])
+    (row,) = bot.store.query("select parent_text, is_reply from posts where raw_text like 'replying to a post%'")
+    assert row["is_reply"] and row["parent_text"] is None
 
 
 async def test_second_fetch_adds_none_and_later_ones_only_what_is_new(bot, bsky_server):

@@ -49,3 +49,26 @@ def test_cli_unknown_user_exit_2_database_unchanged(x_server, tmp_path, monkeypa
     assert [a["handle"] for a in bot.accounts()] == ["real_one"]
     assert bot.store.query("select count(*) as n from fetch_runs")[0]["n"] == 1
     bot.close()
+
+
+def test_a_reply_is_stored_with_the_post_it_answers(x_server, tmp_path):
+    """X sends a reply's parent only when asked (expansions=referenced_tweets.id): it is stored whole (a long
+    parent from its note_tweet) and trained on as the reply's context; a parent X cannot show leaves none."""
+    x_server.add_user("ada", name="Ada")
+    x_server.add_user("bob")
+    long_question = "which lens would you pick " + " ".join(f"option{i}" for i in range(60))
+    question = x_server.add_tweet("bob", long_question)
+    x_server.add_tweet("ada", "@bob the fifty millimetre one, every time", in_reply_to=question)
+    gone = x_server.add_tweet("bob", "a post that will be deleted")
+    x_server.add_tweet("ada", "@bob agreed, a good point about the weather", in_reply_to=gone)
+    x_server.tweets.remove(gone)
+    bot = Mimicbot(settings_for(x_server, tmp_path))
+    (report,) = bot.fetch_blocking(["@ada"])
+    assert report.new == 2
+    asked = x_server.requests_to(r"/2/users/\d+/tweets")[-1].query
+    assert "referenced_tweets.id" in asked["expansions"].split(",")
+    account_id = bot.store.db.execute("select id from accounts where handle = 'ada'").fetchone()[0]
+    parents = bot.store.kept_parents(account_id)
+    bot.close()
+    assert list(parents.values()) == [long_question]  # whole, past X's 280 characters
+    assert "fifty millimetre" in next(iter(parents))

@@ -115,14 +115,20 @@ def raw_post(item: models.AppBskyFeedDefs.FeedViewPost) -> RawPost:
     repost = isinstance(reason, models.AppBskyFeedDefs.ReasonRepost)
     embed = getattr(record, "embed", None)
     langs = getattr(record, "langs", None) or []
+    reply = getattr(record, "reply", None)
+    parent = getattr(item.reply, "parent", None) if item.reply else None  # a PostView; NotFoundPost has no record
+    parent_record = getattr(parent, "record", None)
     return RawPost(
         id=(reason.uri or f"repost:{post.uri}") if repost else post.uri,
         text=expand_links(getattr(record, "text", "") or "", getattr(record, "facets", None)),
         created_at=_iso(parse_time(reason.indexed_at if repost else getattr(record, "created_at", post.indexed_at))),
         is_retweet=repost,
-        is_reply=getattr(record, "reply", None) is not None,
+        is_reply=reply is not None,
         is_quote=isinstance(embed, (models.AppBskyEmbedRecord.Main, models.AppBskyEmbedRecordWithMedia.Main)),
         lang=langs[0] if langs else None,
+        reply_to_id=reply.parent.uri if reply is not None and not repost else None,
+        parent_text=(expand_links(getattr(parent_record, "text", "") or "", getattr(parent_record, "facets", None))
+                     or None) if parent_record is not None and not repost else None,
     )
 
 

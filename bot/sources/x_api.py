@@ -24,6 +24,8 @@ from .base import TIMELINE_CAP, AccountInfo, FetchResult, RawPost
 PAGE_SIZE = 100  # the largest max_results /2/users/:id/tweets accepts
 USER_FIELDS = ["name", "username", "profile_image_url", "protected"]
 TWEET_FIELDS = ["created_at", "referenced_tweets", "lang", "in_reply_to_user_id", NOTE_TWEET]
+# the posts a page's tweets refer to come along in `includes.tweets`: a reply's parent is trained on as its context
+EXPANSIONS = ["referenced_tweets.id"]
 
 
 class XApiSource:
@@ -82,10 +84,11 @@ class XApiSource:
         while len(posts) < TIMELINE_CAP:
             response = await call("get_users_tweets", account.user_id, max_results=PAGE_SIZE,
                                   pagination_token=token, since_id=since_id, tweet_fields=TWEET_FIELDS,
-                                  what=f"the posts of {self.label}", not_found=self._unknown)
+                                  expansions=EXPANSIONS, what=f"the posts of {self.label}", not_found=self._unknown)
             if response.data is None and response.errors:
                 raise self._lookup_error(response.errors)
-            posts.extend(raw_post(t) for t in response.data or [])
+            included = {str(t.id): full_text(t) for t in (response.includes or {}).get("tweets", [])}
+            posts.extend(raw_post(t, included) for t in response.data or [])
             token = response.meta.get("next_token")
             if not token:
                 break
@@ -106,8 +109,11 @@ class XApiSource:
         return SourceError(f"X could not return {self.label}: {reason}")
 
 
-def raw_post(tweet: tweepy.Tweet) -> RawPost:
-    kinds = {ref.type for ref in tweet.referenced_tweets or []}
+def raw_post(tweet: tweepy.Tweet, included: dict[str, str] | None = None) -> RawPost:
+    """One tweet as a RawPost; `included`: the texts of the tweets it refers to (a reply's parent among them)."""
+    refs = {ref.type: str(ref.id) for ref in tweet.referenced_tweets or []}
+    kinds = set(refs)
+    parent = refs.get("replied_to")
     created = tweet.created_at.astimezone(timezone.utc).isoformat() if tweet.created_at else None
     return RawPost(
         id=str(tweet.id),
@@ -117,4 +123,6 @@ def raw_post(tweet: tweepy.Tweet) -> RawPost:
         is_reply="replied_to" in kinds or tweet.in_reply_to_user_id is not None,
         is_quote="quoted" in kinds,
         lang=tweet.lang,
+        reply_to_id=parent,
+        parent_text=(included or {}).get(parent) if parent else None,
     )

@@ -148,12 +148,19 @@ class FakeBluesky(LocalServer):
         created = datetime.fromisoformat(record["createdAt"])
         item: dict[str, Any] = {"post": post}
         if "reply" in record:
-            item["reply"] = {"root": self.posts.get(record["reply"]["root"]["uri"], post),
-                             "parent": self.posts.get(record["reply"]["parent"]["uri"], post)}
+            item["reply"] = {"root": self._view(record["reply"]["root"]["uri"], post),
+                             "parent": self._view(record["reply"]["parent"]["uri"], post)}
         with self._lock:
             self.posts[uri] = post
             self.items.append({"by": actor.did, "sort": min(created, indexed), "view": item})
         return post
+
+    def _view(self, uri: str, post: dict) -> dict:
+        """A reply's root or parent as the AppView shows it: the post (this one, for a thread's first), or a
+        notFoundPost once deleted."""
+        if uri == post["uri"] or uri in self.posts:
+            return self.posts.get(uri, post)
+        return {"$type": "app.bsky.feed.defs#notFoundPost", "uri": uri, "notFound": True}
 
     def add_repost(self, by: str, post: dict) -> dict:
         actor = self.actor(by)

@@ -17,8 +17,9 @@ status codes and rate-limit headers, and it returns only the fields a request as
 Endpoints:
     GET  /2/users/by/username/:username   user.fields
     GET  /2/users/:id/tweets              newest first; max_results (5-100), pagination_token, since_id,
-                                          until_id, tweet.fields. Serves the whole timeline: the 3,200 cap
-                                          is the client's to enforce.
+                                          until_id, tweet.fields, expansions=referenced_tweets.id (the
+                                          referred-to posts in includes.tweets). Serves the whole timeline:
+                                          the 3,200 cap is the client's to enforce.
     GET  /2/users/:id/mentions            tweets containing @username; the same paging; expansions=author_id
     GET  /2/users/me                      OAuth 1.0a only: `server.me`
     POST /2/tweets                        OAuth 1.0a only: {"text", "reply": {"in_reply_to_tweet_id"}, "quote_tweet_id"}
@@ -310,7 +311,13 @@ class FakeXServer(LocalServer):
                 "value": user_id, "detail": f"Sorry, you are not authorized to see the user with id: [{user_id}].",
                 "title": "Authorization Error", "resource_type": "user", "parameter": "id", "resource_id": user_id,
                 "type": PROBLEMS + "not-authorized-for-resource"}]})
-        return self._page(self.timeline(user.id), query)
+        page = self._page(self.timeline(user.id), query)
+        if "referenced_tweets.id" in query.get("expansions", "").split(",") and page.get("data"):
+            refs = {int(r["id"]) for t in page["data"] for r in self._tweet(int(t["id"])).referenced_tweets}
+            found = [t for t in map(self._tweet, sorted(refs)) if t is not None]
+            if found:  # as X: the referenced posts it can show; deleted or protected ones are left out
+                page["includes"] = {"tweets": [t.to_json(_fields(query, "tweet.fields")) for t in found]}
+        return page
 
     def _get_mentions(self, user_id: str, *, query: dict, auth: str, **_) -> dict:
         user = self._readable_user("id", user_id, self.users.get(user_id))
