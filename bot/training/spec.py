@@ -44,6 +44,9 @@ class TrainRequest:
     # masks, and attention takes the fused flash kernel) at an equal or better held-out loss (bench/README.md).
     # None keeps the base model's own.
     dropout: float | None = 0.0
+    # Convert the model to int8 after training, for fast generation (bot/generation/ct2.py), when CTranslate2 is
+    # installed (the `int8` extra); MIMICBOT_INT8=off turns it off.
+    int8: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
