@@ -56,6 +56,11 @@ def test_conversion_writes_a_checked_copy_beside_the_transformers_files(settings
     # the folder is still a transformers model folder
     assert pipeline("text-generation", model=str(path), device="cpu").model.config.n_layer == 2
     assert ModelStore(settings.models_dir).ids() == ["ada"]  # the subfolder is not a model
+    from bot.hub import model_files
+
+    (path / "README.md").write_text("card")
+    files = model_files(path)
+    assert "config.json" in files and not any(f.startswith(INT8_DIR) for f in files)  # not pushed: made again
 
     # weights replaced in place (not through a publish): the copy no longer matches and is not used
     weights = path / "model.safetensors"
