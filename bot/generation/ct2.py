@@ -226,16 +226,15 @@ class Int8Engine:
         """As sampling.sample: `n` posts starting with `prompt`, None for a row that used its whole budget."""
         import ctranslate2
 
-        from .sampling import (_LOCK, _context_ids, _prompt_ids, check_params, first_line, fold, stop_token_ids,
-                               until)
+        from .sampling import LOCK, check_params, context_ids, first_line, fold, prompt_ids, stop_token_ids, until
 
         check_params(n, max_new_tokens, temperature, top_p, top_k, max_length, min_length)
         prompt = fold(prompt)
         eos = tokenizer.eos_token_id
-        with _LOCK:  # the tokenizer, and set_random_seed + a fresh generator for a seeded call
+        with LOCK:  # the tokenizer, and set_random_seed + a fresh generator for a seeded call
             stop = set(stop_token_ids(tokenizer).tolist())
-            post_ids = _prompt_ids(tokenizer, prompt)
-            ids = (_context_ids(tokenizer, context) if context else []) + post_ids
+            post_ids = prompt_ids(tokenizer, prompt)
+            ids = (context_ids(tokenizer, context) if context else []) + post_ids
             budget = max_new_tokens if max_new_tokens is not None else max_length - len(post_ids)
             if budget < 1:
                 raise ValidationError(f"the prompt is {len(post_ids)} tokens; the budget of {max_length} tokens "
