@@ -218,3 +218,16 @@ def test_the_trainer_converts_before_it_publishes(int8_settings):
         assert pipeline("text-generation", model=str(path), device="cpu")("Hi", max_new_tokens=2)
     finally:
         service.close()
+
+
+def test_a_reply_reads_its_context_on_the_int8_path_too(int8_settings, tiny_base):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = make_model_dir(int8_settings.models_dir, "ada", tiny_base,
+                          model=AutoModelForCausalLM.from_pretrained(tiny_base))
+    ct2.convert(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    engine = ct2.Int8Engine(path)
+    plain = engine.sample(tokenizer, "", n=8, max_new_tokens=60, seed=1)
+    assert engine.sample(tokenizer, "", n=8, max_new_tokens=60, seed=1) == plain
+    assert engine.sample(tokenizer, "", n=8, max_new_tokens=60, seed=1, context="Hello world, la la") != plain
