@@ -186,8 +186,7 @@ class Converter:
             return True
         done = subprocess.run(
             [sys.executable, "-m", "bot.generation.ct2", str(model_dir)], capture_output=True, text=True,
-            preexec_fn=(lambda: os.nice(10)) if hasattr(os, "nice") else None, timeout=3600,
-            cwd=Path(__file__).resolve().parents[2])
+            timeout=3600, cwd=Path(__file__).resolve().parents[2])
         if done.returncode != 0:
             reason = (done.stderr.strip().splitlines() or ["no message"])[-1][:300]
             log.warning("int8 conversion of %s failed (%s); it keeps generating with transformers",
@@ -284,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m bot.generation.ct2 MODEL_DIR", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING)
+    if hasattr(os, "nice"):
+        os.nice(10)  # behind the serving process and training, as training children are
     try:
         convert(Path(args[0]))
     except Exception as e:  # noqa: BLE001 - the parent logs the last line
