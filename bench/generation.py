@@ -36,6 +36,7 @@ from bench.common import CACHE, gpt2_124m_dir, print_machine, sample_posts, save
 PROMPT = "My dream is"
 MODEL_ID = "bench-124m-posts"
 MODELS = CACHE / "models"
+CAPS = ("CT2_FORCE_CPU_ISA", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def recipe_config(eot_id: int):
@@ -208,7 +209,14 @@ def main() -> None:
             print(f"   {name}:", t)
     for t in texts[:2]:
         print("   recipe:", t)
-    save_results("generation", figures)
+    # An instruction set capped by environment (CT2_FORCE_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2,
+    # ONEDNN_MAX_CPU_ISA=AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2) approximates a smaller machine class on this one: its
+    # figures are kept apart from this machine's own
+    capped = {k: os.environ[k] for k in CAPS if k in os.environ}
+    if capped:
+        figures["isa_capped_by"] = capped
+    save_results(f"generation_capped_{capped.get('CT2_FORCE_CPU_ISA', 'isa').lower()}" if capped else "generation",
+                 figures)
     for bot in paths.values():
         bot.close()
 

@@ -177,6 +177,11 @@ def test_a_model_that_cannot_be_converted_stays_on_transformers(bot, int8_settin
     assert bot.model_store.converter.wait(120)
     assert bot.model_store.converter.failed(path) and not ct2.ready(path)
     assert not (path / INT8_DIR).exists() and [p.name for p in path.iterdir() if p.name.startswith(".")] == []
+    assert not bot.model_store.converter.request(path)  # not tried again for the same weights
+    import os
+
+    os.utime(path / "model.safetensors", (1, 1))  # new weights (a retrain): tried again
+    assert not bot.model_store.converter.failed(path)
 
 
 def test_without_ctranslate2_transformers_serves_and_trains(monkeypatch, int8_settings, tiny_base):

@@ -128,13 +128,13 @@ class _padded_gpt2_vocabulary:
 class Converter:
     """Converts models in the background, one at a time, each in a child process at low priority (so neither the
     event loop nor the GIL of the serving process is touched). A model whose conversion failed is not tried again
-    by this process."""
+    by this process until its weights change (a retrained model is tried)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._queue: list[Path] = []
         self._pending: set[Path] = set()
-        self._failed: set[Path] = set()
+        self._failed: set[tuple] = set()  # (folder, its weights' fingerprint)
         self._idle = threading.Event()
         self._idle.set()
         self._thread: threading.Thread | None = None
@@ -143,7 +143,7 @@ class Converter:
         """Queue `model_dir` for conversion (no-op if queued, running or failed before). True if queued now."""
         model_dir = Path(model_dir)
         with self._lock:
-            if model_dir in self._pending or model_dir in self._failed:
+            if model_dir in self._pending or _key(model_dir) in self._failed:
                 return False
             self._pending.add(model_dir)
             self._queue.append(model_dir)
@@ -160,7 +160,7 @@ class Converter:
 
     def failed(self, model_dir: Path) -> bool:
         with self._lock:
-            return Path(model_dir) in self._failed
+            return _key(Path(model_dir)) in self._failed
 
     def _work(self) -> None:
         while True:
@@ -178,7 +178,7 @@ class Converter:
             with self._lock:
                 self._pending.discard(model_dir)
                 if not ok:
-                    self._failed.add(model_dir)
+                    self._failed.add(_key(model_dir))
 
     @staticmethod
     def _convert_in_child(model_dir: Path) -> bool:
@@ -194,6 +194,13 @@ class Converter:
             return False
         log.info("converted %s to int8", model_dir.name)
         return True
+
+
+def _key(model_dir: Path) -> tuple:
+    try:
+        return model_dir, tuple(tuple(f) for f in fingerprint(model_dir))
+    except OSError:  # removed meanwhile
+        return model_dir, ()
 
 
 # -- sampling ---------------------------------------------------------------------------------------------------
