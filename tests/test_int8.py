@@ -28,6 +28,12 @@ def int8_settings(settings) -> Settings:
     return settings.model_copy(update={"mimicbot_int8": "auto"})
 
 
+@pytest.fixture(autouse=True)
+def _convert_at_normal_priority(monkeypatch):
+    # the conversion child runs at niceness 10; on a test machine busy with other work it would wait for minutes
+    monkeypatch.setenv("MIMICBOT_INT8_NICENESS", "0")
+
+
 @pytest.fixture
 def bot(int8_settings):
     service = Mimicbot(int8_settings)

@@ -126,8 +126,9 @@ class _padded_gpt2_vocabulary:
 
 
 class Converter:
-    """Converts models in the background, one at a time, each in a child process at low priority (so neither the
-    event loop nor the GIL of the serving process is touched). A model whose conversion failed is not tried again
+    """Converts models in the background, one at a time, each in a child process at low priority (niceness 10, or
+    MIMICBOT_INT8_NICENESS; so neither the event loop nor the GIL of the serving process is touched; on a machine
+    busy with other work it waits for idle CPU). A model whose conversion failed is not tried again
     by this process until its weights change (a retrained model is tried)."""
 
     def __init__(self):
@@ -290,8 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m bot.generation.ct2 MODEL_DIR", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING)
-    if hasattr(os, "nice"):
-        os.nice(10)  # behind the serving process and training, as training children are
+    if hasattr(os, "nice"):  # behind the serving process, as training children are (MIMICBOT_INT8_NICENESS: 10)
+        os.nice(int(os.environ.get("MIMICBOT_INT8_NICENESS", "10")))
     try:
         convert(Path(args[0]))
     except Exception as e:  # noqa: BLE001 - the parent logs the last line
