@@ -71,7 +71,7 @@ def post_model(steps: int, lr: float, block_size: int) -> Path:
     posts = sample_posts() * 8
     req = TrainRequest(model_id=MODEL_ID, models_dir=str(MODELS), base_model=str(gpt2_124m_dir()), epochs=1,
                        accounts=[AccountData("bench", "Bench", texts=posts)], lr=lr, max_steps=steps,
-                       block_size=block_size, eval_fraction=0.02, seed=0)
+                       block_size=block_size, eval_fraction=0.02, seed=0, int8=True)
     t = time.perf_counter()
     info = T.train(req, MODELS / f".work-{MODEL_ID}", lambda e: None)
     print(f"trained {MODEL_ID}: {info['steps']} steps, {info['trained_tokens']:,} tokens in "

@@ -45,8 +45,8 @@ class TrainRequest:
     # None keeps the base model's own.
     dropout: float | None = 0.0
     # Convert the model to int8 after training, for fast generation (bot/generation/ct2.py), when CTranslate2 is
-    # installed (the `int8` extra); MIMICBOT_INT8=off turns it off.
-    int8: bool = True
+    # installed (the `int8` extra). The service sets it from MIMICBOT_INT8 (auto: on).
+    int8: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
