@@ -13,7 +13,7 @@ FROM python:3.11-slim
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG TORCH_VERSION=2.13.0
 # Optional extras of mimicbot, comma-separated: hub (models push), wandb (tracking), ray (scale-out).
-ARG EXTRAS=hub,wandb
+ARG EXTRAS=hub,wandb,int8
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

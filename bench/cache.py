@@ -54,7 +54,7 @@ def main() -> None:
         figures[model_id] = {
             "cold_load_s": round(cold, 2), "warm_hit_us": round(warm * 1e6, 1),
             "rss_added_mb": round(after - before, 1), "parameter_mb": round(loaded.nbytes / 2**20, 1),
-            "dtype": str(next(loaded.model.parameters()).dtype),
+            "dtype": "ctranslate2 int8" if loaded.engine is not None else str(next(loaded.model.parameters()).dtype),
         }
     figures["cache_stats"] = bot.cache.stats()
     show("model cache", [(k, v) for k, v in figures.items()])

@@ -11,7 +11,12 @@ or `train` does), while the daemon keeps doing what it does every few seconds â€
 building a training request from stored accounts, remembering a status message (a write that must wait for
 the lock). Every SQLite call of the daemon runs in a thread: the loop must not wait for the lock (p99 < 50 ms).
 
-    python bench/daemon_lag.py [--steps 6] [--idle-seconds 5] [--writer-seconds 8]
+The generation phase (`--generation`): the daemon answers generate requests one after another (as replies and
+schedules do, through `agenerate`) on a 124M-shaped model that has no int8 copy yet: its first use starts the
+background int8 conversion (a child process, bot/generation/ct2.py), transformers serves meanwhile, then the
+int8 copy. Lag is reported while converting and after.
+
+    python bench/daemon_lag.py [--steps 6] [--idle-seconds 5] [--writer-seconds 8] [--generation]
 """
 
 from __future__ import annotations
@@ -100,6 +105,66 @@ async def writer_phase(bot, job_id: int, seconds: float, base: str) -> dict:
             **{f"writer_{k.replace(' ', '_')}": v for k, v in counts.items()}}
 
 
+async def generation_phase(tmp: Path, seconds_after: float) -> dict:
+    """Loop lag while generate requests are answered and the model is converted to int8 in the background."""
+    import os
+    import shutil
+
+    from bot.config import Settings
+    from bot.generation import ct2
+    from bot.modelfolder import INT8_DIR
+    from bot.service import Mimicbot
+
+    if not ct2.available():
+        return {"generation": "skipped: CTranslate2 is not installed"}
+    source, model = gpt2_124m_dir(), tmp / "models" / "lag-124m"
+    model.mkdir(parents=True)
+    for f in source.iterdir():
+        if f.is_file():
+            os.link(f, model / f.name) if f.suffix == ".safetensors" else shutil.copy2(f, model / f.name)
+    assert not (model / INT8_DIR).exists()
+    bot = Mimicbot(Settings(mimicbot_data_dir=tmp / "data-gen", mimicbot_models_dir=tmp / "models",
+                            mimicbot_int8="auto", _env_file=None))
+    converting: list[float] = []
+    after: list[float] = []
+    calls = {"converting": 0, "int8": 0}
+    stop = asyncio.Event()
+    task = asyncio.create_task(probe(converting, stop))
+
+    async def requests(until: asyncio.Event, phase: str) -> None:
+        while not until.is_set():
+            await bot.agenerate("lag-124m", n=2, max_new_tokens=40)
+            calls[phase] += 1
+
+    t = time.perf_counter()
+    await bot.agenerate("lag-124m", n=1, max_new_tokens=4)  # first use: load, and the conversion starts
+    done = asyncio.Event()
+    gen = asyncio.create_task(requests(done, "converting"))
+    await asyncio.to_thread(bot.model_store.converter.wait)
+    converted_s = time.perf_counter() - t
+    done.set()
+    await gen
+    stop.set()
+    await task
+    stop = asyncio.Event()
+    task = asyncio.create_task(probe(after, stop))
+    done = asyncio.Event()
+    gen = asyncio.create_task(requests(done, "int8"))
+    await asyncio.sleep(seconds_after)
+    done.set()
+    await gen
+    stop.set()
+    await task
+    engine = bot.cache.get("lag-124m").engine
+    bot.close()
+    return {"generation_converted_after_s": round(converted_s, 1), "generation_int8_in_use": engine is not None,
+            "converting_calls": calls["converting"], "converting_samples": len(converting),
+            "converting_lag_p50_ms": pct(converting, 0.5), "converting_lag_p99_ms": pct(converting, 0.99),
+            "converting_lag_max_ms": round(1000 * max(converting), 2),
+            "int8_calls": calls["int8"], "int8_samples": len(after), "int8_lag_p50_ms": pct(after, 0.5),
+            "int8_lag_p99_ms": pct(after, 0.99), "int8_lag_max_ms": round(1000 * max(after), 2)}
+
+
 async def run(steps: int, idle_seconds: float, writer_seconds: float, writer_only: bool) -> dict:
     from bot.config import Settings
     from bot.samples.generate import sample_path
@@ -157,14 +222,39 @@ async def run(steps: int, idle_seconds: float, writer_seconds: float, writer_onl
     }
 
 
+async def run_generation(idle_seconds: float, seconds_after: float) -> dict:
+    import os
+
+    tmp = Path(tempfile.mkdtemp(prefix="mimicbot-lag-"))
+    idle: list[float] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(probe(idle, stop))
+    await asyncio.sleep(idle_seconds)
+    stop.set()
+    await task
+    figures = {"load_average_before": [round(x, 2) for x in os.getloadavg()], "idle_samples": len(idle),
+               "idle_lag_p50_ms": pct(idle, 0.5), "idle_lag_p99_ms": pct(idle, 0.99)}
+    figures.update(await generation_phase(tmp, seconds_after))
+    figures["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    return figures
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=6, help="training steps of each job (124M-shaped model)")
     ap.add_argument("--idle-seconds", type=float, default=5.0)
     ap.add_argument("--writer-seconds", type=float, default=8.0, help="how long the other process writes")
     ap.add_argument("--writer-only", action="store_true", help="only the idle and writer phases (no training)")
+    ap.add_argument("--generation", action="store_true", help="only the idle and generation/int8-conversion phases")
+    ap.add_argument("--generation-seconds", type=float, default=20.0, help="int8 generation after the conversion")
     a = ap.parse_args()
     print_machine()
+    if a.generation:
+        figures = asyncio.run(run_generation(a.idle_seconds, a.generation_seconds))
+        show("daemon event-loop lag: idle, generating while converting to int8, generating with int8",
+             list(figures.items()))
+        save_results("daemon_lag_generation", figures)
+        return
     figures = asyncio.run(run(a.steps, a.idle_seconds, a.writer_seconds, a.writer_only))
     show("daemon event-loop lag: idle, 2 training jobs running, another process writing", list(figures.items()))
     save_results("daemon_lag_writer" if a.writer_only else "daemon_lag", figures)

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # dtype of cached models' weights: auto = bf16 where the CPU/GPU computes it natively (2.3x faster decoding
     # on this project's benchmark machine, half the memory), else fp32 (CPU) / fp16 (older GPUs).
     mimicbot_generation_dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # int8 generation (the `int8` extra, CTranslate2): auto = a model with an int8 copy generates with it (trainer
+    # converts after training; older models are converted on first use, in the background); off = transformers.
+    mimicbot_int8: Literal["auto", "off"] = "auto"
     mimicbot_base_model: str = "gpt2"
 
     # Posting (bot/posting): guards, schedules, approval and X replies

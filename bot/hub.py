@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .config import Settings
 from .errors import ConfigError, MimicbotError, ValidationError
-from .modelfolder import CARD_FILE, CONFIG_FILE, PREDICTIONS_FILE, TRAINING_FILE
+from .modelfolder import CARD_FILE, CONFIG_FILE, INT8_DIR, PREDICTIONS_FILE, TRAINING_FILE
 from .redaction import Redactor, redacted
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,11 @@ def check_repo_id(repo_id: str) -> str:
 
 
 def model_files(model_dir: Path) -> list[str]:
-    """The files of a model folder to upload (relative, sorted): everything but hidden files and folders."""
+    """The files of a model folder to upload (relative, sorted): everything but hidden files and folders and the
+    int8 copy (INT8_DIR: made again from the weights wherever the model is used)."""
     files = [p.relative_to(model_dir).as_posix() for p in sorted(model_dir.rglob("*")) if p.is_file()]
-    files = [f for f in files if not any(part.startswith(".") for part in f.split("/"))]
+    files = [f for f in files if not any(part.startswith(".") for part in f.split("/"))
+             and f.split("/")[0] != INT8_DIR]
     missing = [f for f in REQUIRED if f not in files]
     if missing:
         raise ValidationError(f"{model_dir} lacks {', '.join(missing)}: only a model trained by mimicbot "

@@ -2,7 +2,8 @@
 
 A model folder is a Hugging Face model directory (config.json, weights, tokenizer, generation_config.json) plus
 mimicbot's own files: the run's record (training.json), the anti-copy index (anticopy.json), the card
-(README.md) and its pictures (loss.png, predictions.png). Names starting with a dot (`.work`, `.trash-…`,
+(README.md), its pictures (loss.png, predictions.png) and, with the `int8` extra, the int8 copy of its weights
+(ct2-int8/, bot/generation/ct2.py). Names starting with a dot (`.work`, `.trash-…`,
 `.replaced-…`) are scratch space beside the models, never models.
 
 - A trained model is written whole in a work folder, then **installed**: on Linux the new folder and the old
@@ -34,6 +35,7 @@ ANTICOPY_FILE = "anticopy.json"
 CARD_FILE = "README.md"
 LOSS_FILE = "loss.png"
 PREDICTIONS_FILE = "predictions.png"
+INT8_DIR = "ct2-int8"  # the CTranslate2 int8 copy of the weights (bot/generation/ct2.py); transformers ignores it
 
 
 def is_model(folder: Path) -> bool:
@@ -126,6 +128,6 @@ def disk_error(e: BaseException, model_id: str) -> str:
             "if any, is unchanged")
 
 
-__all__ = ["ANTICOPY_FILE", "CARD_FILE", "CONFIG_FILE", "GENERATION_FILE", "LOSS_FILE", "PREDICTIONS_FILE",
+__all__ = ["ANTICOPY_FILE", "CARD_FILE", "CONFIG_FILE", "GENERATION_FILE", "INT8_DIR", "LOSS_FILE", "PREDICTIONS_FILE",
            "TRAINING_FILE", "disk_error", "install", "is_disk_error", "is_model", "remove", "stamp"]
 

@@ -225,6 +225,7 @@ class Mimicbot:
             model_id=model_id_for([a["handle"] for a in accounts]),
             accounts=[job_queue.account_data(self.store, a) for a in accounts],
             models_dir=str(self.settings.models_dir.resolve()),
+            int8=self.settings.mimicbot_int8 != "off",
             **hyper,
         )
         check_request(req)
@@ -300,7 +301,8 @@ class Mimicbot:
     def model_store(self):
         from .generation.models import ModelStore
 
-        return ModelStore(self.settings.models_dir, self.settings.mimicbot_generation_dtype, self._training_posts)
+        return ModelStore(self.settings.models_dir, self.settings.mimicbot_generation_dtype, self._training_posts,
+                          int8=self.settings.mimicbot_int8 != "off")
 
     def _training_posts(self, record: dict) -> list[str] | None:
         """A model's training posts as stored now (its training.json's accounts), None if one is not stored."""

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# The int8 path (CTranslate2) converts every model on first use in a background process: the suite runs the
+# transformers path, which stays the fallback, and tests/test_int8.py turns int8 on where it tests it.
+os.environ.setdefault("MIMICBOT_INT8", "off")
 
 from bot.config import Settings
 

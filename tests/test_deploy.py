@@ -145,5 +145,5 @@ def test_docker_compose_loads_and_merges_the_files(tmp_path):
     bot = yaml.safe_load(res.stdout)["services"]["bot"]
     assert bot["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
     assert bot["build"]["args"]["TORCH_INDEX_URL"] == "https://pypi.org/simple"
-    assert bot["build"]["args"]["EXTRAS"] == "hub,wandb"  # the base file's build args survive the merge
+    assert bot["build"]["args"]["EXTRAS"] == "hub,wandb,int8"  # the base file's build args survive the merge
     assert len(bot["volumes"]) == 2 and bot["restart"] == "unless-stopped"

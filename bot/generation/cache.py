@@ -36,15 +36,16 @@ class LoadedModel:
     """A model ready to generate: weights, tokenizer, generation defaults and the anti-copy index."""
 
     model_id: str
-    model: Any  # a transformers causal LM, in eval mode
+    model: Any  # a transformers causal LM, in eval mode (None when `engine` serves the model)
     tokenizer: Any
     defaults: dict = field(default_factory=dict)  # sampling settings from generation_config.json
     anticopy: AntiCopyIndex | None = None
     load_seconds: float = 0.0
+    engine: Any = None  # the int8 engine (ct2.Int8Engine) when the model has an int8 copy; else transformers samples
 
     @property
     def nbytes(self) -> int:
-        return model_bytes(self.model)
+        return self.engine.nbytes if self.engine is not None else model_bytes(self.model)
 
 
 def model_bytes(model) -> int:

@@ -28,8 +28,16 @@ _LOAD_LOCK = threading.Lock()  # transformers' from_pretrained is not thread-saf
 class ModelStore:
     """The models on disk: list, describe, load and remove them."""
 
-    def __init__(self, models_dir: str | Path, dtype: str = "auto", posts_for=None):
+    def __init__(self, models_dir: str | Path, dtype: str = "auto", posts_for=None, int8: bool = False):
         self.root = Path(models_dir)
+        # int8: serve a model from its int8 copy when there is one and CTranslate2 is installed, and convert a model
+        # that has none in the background (bot/generation/ct2.py); transformers serves it meanwhile
+        self.int8 = int8 and _int8_available()
+        self.converter = None
+        if self.int8:
+            from .ct2 import Converter
+
+            self.converter = Converter()
         self.dtype = dtype  # the weights' dtype in memory: auto (bot.devices.inference_dtype), fp32, bf16, fp16
         # training.json -> the model's training posts (cleaned texts), or None when they are not all stored:
         # used to rebuild an anti-copy index of an older format
@@ -70,9 +78,18 @@ class ModelStore:
             return f"no model {shown}; models: {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}"
         return f"no model {shown}; no model is trained yet (mimicbot train HANDLE)"
 
-    def stamp(self, model_id: str) -> tuple[int, int] | None:
-        """Which version of the model is on disk (None: none is)."""
-        return modelfolder.stamp(self.root / model_id) if valid_id(model_id) else None
+    def stamp(self, model_id: str) -> tuple | None:
+        """Which version of the model is on disk (None: none is), and whether its int8 copy is ready: a model
+        converted in the background is loaded again, from its int8 copy."""
+        if not valid_id(model_id):
+            return None
+        folder = self.root / model_id
+        version = modelfolder.stamp(folder)
+        if not self.int8 or version is None:
+            return version
+        from .ct2 import ready
+
+        return version, ready(folder)
 
     # -- describing -------------------------------------------------------------------------------
 
@@ -125,6 +142,10 @@ class ModelStore:
 
         path = self.path(model_id)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.int8 and device.type == "cpu":
+            loaded = self._load_int8(model_id, path)
+            if loaded is not None:
+                return loaded
         dtype = inference_dtype(device, self.dtype)
         try:
             with _LOAD_LOCK:
@@ -134,6 +155,26 @@ class ModelStore:
             raise MimicbotError(f"model {model_id!r} cannot be loaded from {path}: {e}") from None
         anticopy = self.anticopy(model_id)
         return LoadedModel(model_id, model, tokenizer, self.sampling_defaults(model_id), anticopy)
+
+    def _load_int8(self, model_id: str, path: Path) -> LoadedModel | None:
+        """The model served from its int8 copy; None (transformers serves it) when it has none yet, in which
+        case its conversion is queued, or when the copy cannot be loaded."""
+        from transformers import AutoTokenizer
+
+        from .ct2 import Int8Engine, ready
+
+        if not ready(path):
+            self.converter.request(path)
+            return None
+        try:
+            engine = Int8Engine(path)
+            with _LOAD_LOCK:
+                tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError, RuntimeError) as e:
+            log.warning("model %s: its int8 copy cannot be loaded (%s); generating with transformers", model_id, e)
+            return None
+        return LoadedModel(model_id, None, tokenizer, self.sampling_defaults(model_id), self.anticopy(model_id),
+                           engine=engine)
 
     def anticopy(self, model_id: str) -> AntiCopyIndex | None:
         """The model's anti-copy index (None if it has none). An index of an older format is rebuilt from the
@@ -164,6 +205,15 @@ class ModelStore:
         except FileNotFoundError:  # removed by another process meanwhile
             raise UnknownModel(self._unknown_message(model_id)) from None
         return path
+
+
+def _int8_available() -> bool:
+    from .ct2 import available
+
+    if not available():
+        log.info("CTranslate2 is not installed (the `int8` extra): models generate with transformers")
+        return False
+    return True
 
 
 def valid_id(model_id) -> bool:

@@ -191,3 +191,9 @@ def fit_context(model, prompt_tokens: int, max_new_tokens: int) -> int:
     if prompt_tokens >= context:
         raise ValidationError(f"the prompt is {prompt_tokens} tokens; this model reads at most {context - 1}")
     return min(max_new_tokens, context - prompt_tokens)
+
+
+# Shared with the int8 path (ct2.py), which reads the same prompt and holds the same lock.
+LOCK = _LOCK
+prompt_ids = _prompt_ids
+context_ids = _context_ids

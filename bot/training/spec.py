@@ -44,6 +44,9 @@ class TrainRequest:
     # masks, and attention takes the fused flash kernel) at an equal or better held-out loss (bench/README.md).
     # None keeps the base model's own.
     dropout: float | None = 0.0
+    # Convert the model to int8 after training, for fast generation (bot/generation/ct2.py), when CTranslate2 is
+    # installed (the `int8` extra). The service sets it from MIMICBOT_INT8 (auto: on).
+    int8: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)

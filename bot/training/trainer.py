@@ -30,6 +30,7 @@ runs in a training child process (bot/training/child.py) and does, in order:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import platform
@@ -55,6 +56,7 @@ from .pictures import loss_png, predictions_png
 from .spec import TrainRequest, check_request, display_name_for
 from .tiny import ensure_tiny_base, make_readable
 
+log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5
 MAX_GRAD_NORM = 1.0  # the transformers Trainer's default, which the recipe trained with
 WEIGHT_DECAY = 0.0  # idem
@@ -187,6 +189,7 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
         "created_at": started_at.isoformat(timespec="seconds"),
     }
     info["generation"] = write_extras(work_dir, info, model, tokenizer, req, seed)
+    info["int8"] = convert_int8(work_dir) if req.int8 else None
     info["train_seconds"] = round(train_seconds, 2)
     info["duration_s"] = round(time.perf_counter() - started, 2)
     info["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -195,6 +198,22 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     final = install(work_dir, models_dir / req.model_id)
     tracker.finish(info, final)
     return {**info, "path": str(final)}
+
+
+def convert_int8(work_dir: Path) -> dict | None:
+    """The int8 copy for fast generation (bot/generation/ct2.py), made before the model is published; None without
+    CTranslate2. A failure is recorded, not raised: the model still generates with transformers."""
+    from ..generation import ct2
+
+    if not ct2.available():
+        return None
+    started = time.perf_counter()
+    try:
+        ct2.convert(work_dir)
+    except Exception as e:  # noqa: BLE001 - an architecture CTranslate2 cannot convert, a full disk, ...
+        log.warning("int8 conversion failed (%s: %s); the model generates with transformers", type(e).__name__, e)
+        return {"converted": False, "error": f"{type(e).__name__}: {e}"[:300]}
+    return {"converted": True, "seconds": round(time.perf_counter() - started, 2)}
 
 
 # -- 1. base model ------------------------------------------------------------------------------------
