@@ -175,7 +175,8 @@ def jobs_show(job_id: int = typer.Argument(...), as_json: bool = typer.Option(Fa
     for label, value in (
         ("job", job["id"]), ("model", job["model_id"]), ("state", job["state"]),
         ("accounts", ", ".join(f"@{a['handle']} ({a['network']})" for a in req["accounts"])),
-        ("base model", req["base_model"]), ("epochs", req["epochs"]), ("learning rate", req["lr"]),
+        ("base model", req["base_model"]), ("epochs", req["epochs"]), ("learning rate", req["lr"] if req["lr"] is not None else "default"),
+        ("adapter", f"LoRA, rank {req.get('lora_rank')}" if req.get("lora") else None),
         ("max steps", req["max_steps"]), ("requested by", job["requested_by"]),
         ("created", job["created_at"]), ("started", job["started_at"]), ("finished", job["finished_at"]),
         ("phase", job["phase"]), ("progress", _progress(job)), ("loss", _fmt(job["loss"], "{:.3f}")),

@@ -2,7 +2,8 @@
 
 The prompt is `<|endoftext|>` followed by the opener (the start text: "My dream is" for `generate`, nothing
 at all for autonomous posts): the model was trained on posts joined by that token, so it reads the prompt
-as "a new post starts here". A reply puts the message it answers before that (`context`, see
+as "a new post starts here". A base whose tokenizer has a beginning token reads that token instead
+(bot/generation/framing.py). A reply puts the message it answers before that (`context`, see
 `reply_context`). `n` samples are drawn as one batch (`num_return_sequences`) with the KV cache.
 
 The recipe's settings: `top_p` 0.95, temperature 1.0, `top_k` 50 (what `generate` applied when the recipe set
@@ -32,6 +33,7 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 from ..errors import ValidationError
 from ..cleaning import DEFAULT_PROMPT
 from . import check_settings
+from .framing import Framing, context_length
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # not line breaks, not whitespace: never in a post
 _LOCK = threading.Lock()
@@ -49,8 +51,8 @@ class StopAtNewline(StoppingCriteria):
 
 
 def stop_token_ids(tokenizer) -> torch.Tensor:
-    """Every token id whose text holds a line break (any that str.splitlines knows), plus end-of-text.
-    Computed once per tokenizer."""
+    """Every token id whose text holds a line break (any that str.splitlines knows), plus end-of-text (and
+    a distinct beginning token: a new post starting). Computed once per tokenizer."""
     try:
         return _STOP_IDS[tokenizer]
     except (KeyError, TypeError):
@@ -59,7 +61,7 @@ def stop_token_ids(tokenizer) -> torch.Tensor:
     texts = tokenizer.batch_decode([[i] for i in range(size)])
     ids = [i for i, t in enumerate(texts) if t and t.splitlines() != [t]]
     if tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
+        ids += Framing.of(tokenizer).stops
     stop = torch.tensor(sorted(set(ids)), dtype=torch.long)
     try:
         _STOP_IDS[tokenizer] = stop
@@ -104,22 +106,27 @@ def sample(
     top_k: int = TOP_K,
     seed: int | None = None,
     context: str | None = None,
+    activate=None,
 ) -> list[str | None]:
     """`n` posts starting with `prompt` (its spaces folded; "" lets the model write the whole post), each cut
     at its first line break or end-of-text; None for a row that used its whole budget without ending.
 
     The budget is `max_length` tokens counting end-of-text and the prompt (the recipe's), or `max_new_tokens`
     new tokens when given. `context`, when given, is read before the post (a reply's parent message) and is
-    not counted. Same seed, same texts."""
+    not counted. Same seed, same texts. `activate`, when given, is called under the sampling lock before
+    generating (a LoRA persona selects its adapter on a shared base: bot/generation/bases.py)."""
     check_params(n, max_new_tokens, temperature, top_p, top_k, max_length, min_length)
     prompt = fold(prompt)
     eos = tokenizer.eos_token_id
     device = next(model.parameters()).device
     with _LOCK:  # also keeps a fast tokenizer to one thread at a time
+        if activate is not None:
+            activate()
+        framing = Framing.of(tokenizer)
         stop_ids = stop_token_ids(tokenizer)
         stopping = StoppingCriteriaList([StopAtNewline(stop_ids)])
         post_ids = _prompt_ids(tokenizer, prompt)
-        ids = (_context_ids(tokenizer, context) if context else []) + post_ids
+        ids = framing.prompt(_text_ids(tokenizer, prompt), _text_ids(tokenizer, fold(context)) if context else None)
         budget = max_new_tokens if max_new_tokens is not None else max_length - len(post_ids)
         if budget < 1:
             raise ValidationError(f"the prompt is {len(post_ids)} tokens; the budget of {max_length} tokens "
@@ -128,7 +135,7 @@ def sample(
         config = GenerationConfig(  # lengths in all (as the model's own config states them), so that they replace its
             do_sample=True, num_return_sequences=n, max_length=len(ids) + budget,
             min_length=len(ids) + min(budget, max(0, min_length - len(post_ids))),
-            temperature=temperature, top_p=top_p, top_k=top_k, pad_token_id=eos, eos_token_id=eos, use_cache=True,
+            temperature=temperature, top_p=top_p, top_k=top_k, pad_token_id=eos, eos_token_id=framing.stops, use_cache=True,
         )
         input_ids = torch.tensor([ids], device=device)
         devices = [device.index or 0] if device.type == "cuda" else []
@@ -138,13 +145,14 @@ def sample(
                                  generation_config=config, stopping_criteria=stopping)
         new = out[:, len(ids):]
         ended = torch.isin(new, stop_ids.to(new.device)).any(dim=1).tolist()
-        posts = [prompt + tokenizer.decode(until(row.tolist(), eos)) for row in new]
+        posts = [prompt + tokenizer.decode(until(row.tolist(), framing.stops)) for row in new]
     return [first_line(p) if done else None for p, done in zip(posts, ended)]
 
 
-def until(ids: list[int], stop: int) -> list[int]:
-    """The ids before the first `stop` (end-of-text: the post ended there; padding follows)."""
-    return ids[:ids.index(stop)] if stop in ids else ids
+def until(ids: list[int], stops: list[int]) -> list[int]:
+    """The ids before the first of `stops` (end-of-text: the post ended there; padding follows)."""
+    found = [i for i, token in enumerate(ids) if token in stops]
+    return ids[:found[0]] if found else ids
 
 
 def fold(prompt: str) -> str:
@@ -158,21 +166,20 @@ def prompt_length(tokenizer, prompt: str) -> int:
         return len(_prompt_ids(tokenizer, fold(prompt)))
 
 
-def _context_ids(tokenizer, context: str) -> list[int]:
-    """What the model reads before a reply: end-of-text, the message answered (on one line) as plain text."""
-    return [tokenizer.eos_token_id] + tokenizer(fold(context), add_special_tokens=False,
-                                                split_special_tokens=True)["input_ids"]
+def _text_ids(tokenizer, text: str) -> list[int]:
+    """Plain text as token ids (a literal "<|endoftext|>" in it stays text)."""
+    return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
 
 def _prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """The end-of-text token, then the prompt as plain text (a literal "<|endoftext|>" in it stays text)."""
-    return [tokenizer.eos_token_id] + tokenizer(prompt, add_special_tokens=False,
-                                                split_special_tokens=True)["input_ids"]
+    """What the model reads before it writes a post, without a context: the end-of-text token (or the
+    beginning token of a tokenizer that has one), then the prompt as plain text."""
+    return Framing.of(tokenizer).prompt(_text_ids(tokenizer, prompt))
 
 
 def fit_context(model, prompt_tokens: int, max_new_tokens: int) -> int:
     """max_new_tokens, shortened so that prompt and post fit in the model's context."""
-    context = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    context = context_length(model.config)
     if not context:
         return max_new_tokens
     if prompt_tokens >= context:
