@@ -112,6 +112,7 @@ def generate(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, n: int = 5, *, s
         batch = min(MAX_BATCH, missing + int(SPARE * missing) if round_ == 0 else 2 * missing)
         round_seed = None if seed is None else seed + round_
         for text in sample(loaded.model, loaded.tokenizer, prompt, batch, seed=round_seed, context=context,
+                           activate=loaded.activate,
                            **settings):
             if len(texts) == n:  # spares left over: not examined, not counted
                 break

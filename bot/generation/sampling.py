@@ -37,6 +37,7 @@ from .framing import Framing, context_length
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # not line breaks, not whitespace: never in a post
 _LOCK = threading.Lock()
+LOCK = _LOCK  # held while sampling; a shared base's adapters change only under it (bot/generation/bases.py)
 _STOP_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

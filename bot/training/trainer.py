@@ -175,6 +175,8 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
         "base_model_source": base_reference(source, kind, req.base_model),
         "architecture": model_type(model),
         "adapter": "lora" if req.lora else None,
+        "framing": {"start": tokenizer.convert_ids_to_tokens(framing.start) if framing.start is not None else None,
+                    "end": tokenizer.eos_token},
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "hyperparameters": {
             "epochs": req.epochs, "lr": req.learning_rate, "schedule": "cosine, no warm-up",

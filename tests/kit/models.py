@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -46,3 +47,65 @@ def make_model_dir(models_dir: Path, model_id: str, base: Path, *, model=None, t
                         "finished_at": "2025-12-06T18:20:30+00:00", "eval": {"perplexity_after": 12.5}}
     (path / TRAINING_FILE).write_text(json.dumps(record))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_base(tmp_path_factory) -> str:
+    """A tiny random Llama with a tokenizer of its own (<|begin_of_text|> added by the tokenizer itself,
+    <|end_of_text|> ending sequences): a modern base, offline."""
+    from bot.training.tiny import ensure_tiny_base
+
+    return str(ensure_tiny_base(tmp_path_factory.mktemp("base-llama"), "tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_base(tmp_path_factory) -> str:
+    """A tiny random Qwen2 (tied embeddings; <|im_start|> begins a post but the tokenizer does not add it,
+    <|im_end|> ends it)."""
+    from bot.training.tiny import ensure_tiny_base
+
+    return str(ensure_tiny_base(tmp_path_factory.mktemp("base-qwen2"), "tiny-qwen2"))
+
+
+# Trained once per session through the real training pool (a child process per job): for each modern tiny base,
+# @ada_bytes fully fine-tuned, and @grace_gardens and the pair of them as LoRA personas over that base.
+PERSONAS = {"ada_bytes": {"lora": False}, "grace_gardens": {"lora": True},
+            "ada_bytes-grace_gardens": {"lora": True, "lora_rank": 4}}
+
+
+@pytest.fixture(scope="session")
+def modern_personas(tmp_path_factory, tiny_llama_base, tiny_qwen2_base) -> dict[str, tuple[Path, Path]]:
+    """{"llama" | "qwen2": (data dir, models dir)} holding the PERSONAS trained over that tiny base."""
+    return {arch: asyncio.run(_train_personas(tmp_path_factory.mktemp(f"personas-{arch}"), base))
+            for arch, base in (("llama", tiny_llama_base), ("qwen2", tiny_qwen2_base))}
+
+
+async def _train_personas(root: Path, base: str) -> tuple[Path, Path]:
+    from contextlib import aclosing
+
+    from bot.config import Settings
+    from bot.samples.generate import sample_path
+    from bot.service import Mimicbot
+    from bot.training.follow import follow
+    from bot.training.jobs import TERMINAL
+    from bot.training.pool import TrainingPool
+
+    settings = Settings(mimicbot_data_dir=root / "data", mimicbot_models_dir=root / "models", _env_file=None)
+    service = Mimicbot(settings)
+    pool = TrainingPool(service.store, settings, workers=1)
+    service.pool = pool
+    try:
+        service.fetch_blocking([str(sample_path("ada_bytes")), str(sample_path("grace_gardens"))])
+        await pool.start()
+        for model_id, hyper in PERSONAS.items():
+            req = await service.build_request(model_id.split("-"), base_model=base, seed=1, max_steps=4, **hyper)
+            job = await pool.submit(req, requested_by="test")
+            async with asyncio.timeout(300), aclosing(follow(service.store, job["id"])) as events:
+                async for event in events:
+                    if event["type"] == "state" and event["state"] in TERMINAL:
+                        assert event["state"] == "succeeded", service.job(job["id"])["error"]
+                        break
+    finally:
+        await pool.close()
+        service.close()
+    return settings.data_dir, settings.models_dir
