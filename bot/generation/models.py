@@ -107,7 +107,8 @@ class ModelStore:
         """training.json, the summary and the paths of the files a person may want."""
         path = self.path(model_id)
         files = {"card": CARD_FILE, "predictions": PREDICTIONS_FILE, "loss": LOSS_FILE, "anticopy": ANTICOPY_FILE,
-                 "training": TRAINING_FILE, "generation_config": GENERATION_FILE}
+                 "training": TRAINING_FILE, "generation_config": GENERATION_FILE,
+                 "adapter": modelfolder.ADAPTER_WEIGHTS_FILE}
         return {**self.summary(model_id), "path": str(path),
                 "files": {k: str(path / name) for k, name in files.items() if (path / name).exists()},
                 "training": self.training(model_id)}

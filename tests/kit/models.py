@@ -95,7 +95,7 @@ async def _train_personas(root: Path, base: str) -> tuple[Path, Path]:
     pool = TrainingPool(service.store, settings, workers=1)
     service.pool = pool
     try:
-        service.fetch_blocking([str(sample_path("ada_bytes")), str(sample_path("grace_gardens"))])
+        await asyncio.to_thread(service.fetch_blocking, [str(sample_path("ada_bytes")), str(sample_path("grace_gardens"))])
         await pool.start()
         for model_id, hyper in PERSONAS.items():
             req = await service.build_request(model_id.split("-"), base_model=base, seed=1, max_steps=4, **hyper)
