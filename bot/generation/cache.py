@@ -1,9 +1,9 @@
 """The model cache: trained models loaded on demand and kept in memory, least recently used first out.
 
-Bounded twice: by the number of models (MIMICBOT_CACHE_MODELS) and by their memory, the bytes of their
-parameters and buffers (MIMICBOT_CACHE_MB). A LoRA persona counts its adapter, and the base it shares with
-other personas is counted once (bot/generation/bases.py); evicting a persona releases its adapter, and the
-base with its last persona. A model larger than the memory bound on its own is still
+Bounded by the number of models (MIMICBOT_CACHE_MODELS) and by their memory, the bytes of their parameters
+and buffers (MIMICBOT_CACHE_MB). LoRA personas (bot/generation/bases.py) are counted apart: their number is
+bounded by MIMICBOT_CACHE_ADAPTERS, each base they share counts once as a model and once in memory, and each
+persona adds its adapter's bytes. Evicting a persona releases its adapter, and the base with its last persona. A model larger than the memory bound on its own is still
 served (it is the only one kept) so that it can be used at all; a warning says so.
 
 A model retrained meanwhile (by this process's pool or by `mimicbot train` in another process) is
@@ -81,10 +81,11 @@ class ModelCache:
     `stamp(model_id)`, if given, names the version on disk (see the module docstring)."""
 
     def __init__(self, max_models: int, max_mb: float, loader: Callable[[str], LoadedModel],
-                 stamp: Callable[[str], Hashable] | None = None):
+                 stamp: Callable[[str], Hashable] | None = None, max_adapters: int = 64):
         if max_models < 1 or max_mb <= 0:
             raise ValueError("a model cache holds at least one model and some memory")
-        self.max_models = max_models
+        self.max_models = max_models  # whole models and shared bases
+        self.max_adapters = max_adapters  # LoRA personas
         self.max_bytes = int(max_mb * MB)
         self.loader = loader
         self.stamp = stamp or (lambda model_id: None)
@@ -153,12 +154,21 @@ class ModelCache:
         """Drop least recently used models until both bounds hold (never `keep`). Caller holds the lock, and
         releases the returned entries once it has let go of it."""
         evicted = []
-        while len(self._entries) > 1 and (len(self._entries) > self.max_models or self._bytes() > self.max_bytes):
+        while len(self._entries) > 1 and (self._models() > self.max_models or self._adapters() > self.max_adapters
+                                          or self._bytes() > self.max_bytes):
             oldest = next(k for k in self._entries if k != keep)
             evicted.append(self._entries.pop(oldest))
             self._counts["evictions"] += 1
             log.info("evicted model %s from the cache", oldest)
         return evicted
+
+    def _models(self) -> int:
+        """Whole models, and each base shared by LoRA personas once."""
+        return (sum(1 for e in self._entries.values() if e.loaded.shared is None)
+                + len({id(e.loaded.shared) for e in self._entries.values() if e.loaded.shared is not None}))
+
+    def _adapters(self) -> int:
+        return sum(1 for e in self._entries.values() if e.loaded.shared is not None)
 
     def _bytes(self) -> int:
         """Personas' own bytes plus each shared base once."""
@@ -198,6 +208,7 @@ class ModelCache:
                 "models": [{"id": k, "mb": round(e.nbytes / MB, 2), "hits": e.hits, "last_used": e.last_used,
                             "load_seconds": round(e.loaded.load_seconds, 3)} for k, e in self._entries.items()],
                 "count": len(self._entries), "max_models": self.max_models,
+                "adapters": self._adapters(), "max_adapters": self.max_adapters,
                 "mb": round(self._bytes() / MB, 2), "max_mb": round(self.max_bytes / MB, 2),
                 "base_mb": round(self._base_bytes() / MB, 2),
                 "bases": len({id(e.loaded.shared) for e in self._entries.values() if e.loaded.shared is not None}),
