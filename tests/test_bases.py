@@ -224,3 +224,27 @@ def test_models_show_json_reports_the_adapter_and_its_base(modern_personas):
     shown = json.loads(res.stdout)
     assert shown["adapter"] == "lora" and Path(shown["base_model"]).name == "tiny-qwen2"
     assert shown["files"]["adapter"].endswith("adapter_model.safetensors")
+
+
+def test_models_push_sends_an_adapter_repository_whose_card_names_the_base(modern_personas):
+    """`models push` of a LoRA persona: the adapter (no base weights), its tokenizer and generation settings, and a
+    card that says it is a peft adapter over its base, to the stand-in hub (tests/fakes/hub_server.py)."""
+    pytest.importorskip("huggingface_hub")
+    from tests.fakes.hub_server import FakeHub
+
+    settings = settings_for(modern_personas, "llama")
+    token = "hf_test_adapter_token_SECRET"
+    with FakeHub(token) as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": token, "HF_HUB_DISABLE_XET": "1",
+               "MIMICBOT_DATA_DIR": str(settings.data_dir), "MIMICBOT_MODELS_DIR": str(settings.models_dir)}
+        res = subprocess.run([sys.executable, "-m", "bot", "models", "push", LORA, "--repo", "alice/grace-lora",
+                              "--json"], env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        repo = hub.repos["alice/grace-lora"]
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "generation_config.json",
+            "training.json", "README.md"} <= set(repo.files)
+    assert "config.json" not in repo.files and "model.safetensors" not in repo.files
+    base = json.loads(repo.files["adapter_config.json"])["base_model_name_or_path"]
+    card = repo.files["README.md"].decode()
+    assert Path(base).name == "tiny-llama" and f"a LoRA adapter over `{base}`" in card
+    assert "library_name: peft" in card and "- lora" in card
