@@ -244,7 +244,7 @@ def test_pack_makes_full_blocks_without_padding():
 
 
 def test_training_text_is_posts_between_end_of_text_tokens():
-    assert join_posts([[5, 6], [7], [8, 9]], eot=0) == [0, 5, 6, 0, 7, 0, 8, 9, 0]
+    assert join_posts([[5, 6], [7], [8, 9]], 0) == [0, 5, 6, 0, 7, 0, 8, 9, 0]
 
 
 def test_held_out_split_is_seeded_and_keeps_training_posts():

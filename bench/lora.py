@@ -1,0 +1,220 @@
+"""Benchmark — LoRA personas (issue 13): training speed, memory of many personas over one base, switch latency.
+
+1. **Training throughput**: mimicbot's trainer on the GPT-2-124M-shaped model, the same data and tokens, as a
+   full fine-tune (the baseline, the recipe's way) and as LoRA adapters of rank 4, 8 and 16. Target: LoRA at
+   least 1.3x the full fine-tune's tokens/s on a CPU without bf16.
+2. **Memory**: a fresh process per count loads 1, 10 and 50 LoRA personas (rank 8, random adapters) over one
+   124M base through the product's model store and cache; the baseline is a fresh process that loads one whole
+   124M model the same way. Resident memory (VmRSS) is measured after loading, less the process's memory once
+   torch and transformers are imported. Target: 50 personas under 1.5x the memory of one whole model.
+3. **Persona switch**: in the 50-persona process, 300 requests to random personas: the cache hit and the adapter
+   switch (`activate`, what a request does before sampling), p50/p99; against it, loading a whole model.
+   Target: p99 under 50 ms.
+
+    python bench/lora.py [--tokens 12288] [--skip-train]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import CACHE, gpt2_124m_dir, print_machine, sample_posts, save_results, show  # noqa: E402
+
+PERSONAS = CACHE / "lora-personas"
+COUNTS = (1, 10, 50)
+RANKS = (4, 8, 16)
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# -- 1. training throughput -----------------------------------------------------------------------------------
+
+
+def throughput(tokens: int) -> dict:
+    from bot.training import trainer as T
+    from bot.training.spec import AccountData, TrainRequest
+
+    base = gpt2_124m_dir()
+    posts = sample_posts() * 20
+    models = CACHE / "lora-train"
+    steps = tokens // 1024
+    figures: dict = {"model": "GPT-2 124M-shaped, random weights", "trained_tokens": steps * 1024,
+                     "block_size": 1024, "batch_size": 1, "load_average_before": load_average()}
+    for name, hyper in [("full", {}), *((f"lora_r{r}", {"lora": True, "lora_rank": r}) for r in RANKS)]:
+        req = TrainRequest(model_id=f"bench-{name}", models_dir=str(models), base_model=str(base), epochs=1,
+                           accounts=[AccountData("bench", "Bench", texts=posts)], max_steps=steps, block_size=1024,
+                           eval_fraction=0.01, seed=0, precision="fp32", **hyper)
+        info = T.train(req, models / f".work-{name}", lambda e: None)
+        folder = Path(info["path"])
+        figures[name] = {"tokens_per_s": info["tokens_per_s"], "train_seconds": info["train_seconds"],
+                         "trainable_parameters": info["trainable_parameters"],
+                         "folder_mb": round(sum(p.stat().st_size for p in folder.iterdir()) / 2**20, 2),
+                         "loss_after": info["eval"]["loss_after"]}
+        print(name, figures[name], "load", load_average(), flush=True)
+    for r in RANKS:
+        figures[f"lora_r{r}"]["speedup_vs_full"] = round(figures[f"lora_r{r}"]["tokens_per_s"]
+                                                         / figures["full"]["tokens_per_s"], 2)
+    figures["load_average_after"] = load_average()
+    shutil.rmtree(models, ignore_errors=True)
+    show("training throughput: full fine-tune vs LoRA (124M-shaped, fp32)",
+         [(k, v) for k, v in figures.items()])
+    return figures
+
+
+# -- 2 and 3. many personas over one base -----------------------------------------------------------------------
+
+
+def make_personas(count: int, rank: int = 8) -> Path:
+    """`count` LoRA persona folders over the 124M base (random adapters, distinct per persona), and `full`, the
+    base itself as a whole model folder. Built once."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from bot.generation import DEFAULTS
+
+    base = gpt2_124m_dir()
+    stamp = PERSONAS / f".built-{count}-{rank}"
+    if stamp.exists():
+        return PERSONAS
+    shutil.rmtree(PERSONAS, ignore_errors=True)
+    PERSONAS.mkdir(parents=True)
+    tok = AutoTokenizer.from_pretrained(base)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", task_type="CAUSAL_LM",
+                                      base_model_name_or_path=str(base)))
+    generation = GenerationConfig(do_sample=True, **DEFAULTS)
+    for i in range(count):
+        torch.manual_seed(i)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "lora_" in n:
+                    p.normal_(0, 0.02)
+        out = PERSONAS / f"p{i:02d}"
+        model.save_pretrained(out)
+        tok.save_pretrained(out)
+        generation.save_pretrained(out)
+    full = PERSONAS / "full"
+    shutil.copytree(base, full)
+    generation.save_pretrained(full)
+    stamp.touch()
+    return PERSONAS
+
+
+def resident(personas: int) -> dict:
+    """In a fresh process: memory of `personas` LoRA personas over one base (0: one whole model), and for 50 the
+    switch latencies."""
+    res = subprocess.run([sys.executable, __file__, "--child", str(personas)], capture_output=True, text=True,
+                         timeout=1800)
+    if res.returncode != 0:
+        raise SystemExit(res.stderr[-3000:])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def child(personas: int) -> None:
+    import gc
+
+    import transformers  # noqa: F401 - imported before the baseline, as the product has it imported
+
+    from bot.generation.cache import ModelCache
+    from bot.generation.models import ModelStore
+    from bot.generation.sampling import LOCK
+
+    store = ModelStore(PERSONAS, dtype="fp32")
+    cache = ModelCache(2, 100_000, store.load, store.stamp, max_adapters=64)
+    gc.collect()
+    before = rss_mb()
+    ids = ["full"] if personas == 0 else [f"p{i:02d}" for i in range(personas)]
+    t = time.perf_counter()
+    for model_id in ids:
+        cache.get(model_id)
+    load_s = time.perf_counter() - t
+    gc.collect()
+    after = rss_mb()
+    stats = cache.stats()
+    out = {"personas": personas, "rss_before_mb": round(before, 1), "rss_after_mb": round(after, 1),
+           "rss_models_mb": round(after - before, 1), "cache_mb": stats["mb"], "cache_base_mb": stats["base_mb"],
+           "load_s": round(load_s, 2), "load_average": load_average()}
+    if personas > 1:
+        rng = random.Random(0)
+        switches, gets = [], []
+        current = None
+        x = torch.tensor([[0, 5, 17, 33]])
+        for _ in range(300):
+            model_id = rng.choice([i for i in ids if i != current])
+            t = time.perf_counter()
+            loaded = cache.get(model_id)
+            t_get = time.perf_counter()
+            with LOCK:
+                loaded.activate()
+                t_switch = time.perf_counter()
+                with torch.inference_mode():
+                    loaded.model(input_ids=x)  # the adapter in use: a forward pass runs with it
+            gets.append((t_get - t) * 1000)
+            switches.append((t_switch - t) * 1000)
+            current = model_id
+        out.update(switch_p50_ms=round(percentile(switches, 50), 2), switch_p99_ms=round(percentile(switches, 99), 2),
+                   switch_max_ms=round(max(switches), 2), cache_hit_p50_ms=round(percentile(gets, 50), 3))
+    print(json.dumps(out))
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def personas_memory() -> dict:
+    make_personas(max(COUNTS))
+    whole = resident(0)
+    figures = {"one_whole_model": whole}
+    for n in COUNTS:
+        figures[f"personas_{n}"] = resident(n)
+        figures[f"personas_{n}"]["ratio_to_one_whole_model"] = round(
+            figures[f"personas_{n}"]["rss_models_mb"] / whole["rss_models_mb"], 2)
+    show("memory: LoRA personas (rank 8) over one 124M base vs one whole model", list(figures.items()))
+    return figures
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokens", type=int, default=12_288, help="trained tokens for each run (default 12,288)")
+    ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child is not None:
+        child(a.child)
+        return
+    print_machine()
+    print("load average", load_average(), "(the machine is shared: figures are under that load)", flush=True)
+    figures = {}
+    if not a.skip_memory:
+        figures["memory"] = personas_memory()
+        save_results("lora", figures)
+    if not a.skip_train:
+        figures["throughput"] = throughput(a.tokens)
+    print("saved to", save_results("lora", figures))
+
+
+if __name__ == "__main__":
+    main()
