@@ -248,3 +248,26 @@ def test_models_push_sends_an_adapter_repository_whose_card_names_the_base(moder
     card = repo.files["README.md"].decode()
     assert Path(base).name == "tiny-llama" and f"a LoRA adapter over `{base}`" in card
     assert "library_name: peft" in card and "- lora" in card
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_stop_rule_and_prompt_use_the_bases_own_tokens(arch, request):
+    """A sample ends at a line break, the end token or a new beginning token; the prompt starts with the beginning
+    token once, whether or not the tokenizer adds it by itself; pipeline() gets the matching prefix."""
+    from transformers import AutoTokenizer
+
+    from bot.generation.sampling import _prompt_ids, stop_token_ids
+    from bot.training.trainer import pipeline_prefix
+
+    tokenizer = AutoTokenizer.from_pretrained(request.getfixturevalue(f"tiny_{arch}_base"))
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    assert bos != eos and tokenizer.eos_token != "<|endoftext|>"
+    stops = stop_token_ids(tokenizer).tolist()
+    assert eos in stops and bos in stops and tokenizer.convert_tokens_to_ids("Ċ") in stops  # "\n" in byte-level BPE
+    ids = _prompt_ids(tokenizer, "My dream is")
+    assert ids[0] == bos and ids.count(bos) == 1 and tokenizer.decode(ids[1:]) == "My dream is"
+    framing = Framing.of(tokenizer)
+    prefix = pipeline_prefix(tokenizer, framing)
+    # Llama's tokenizer adds its beginning token itself: no prefix; Qwen2's does not: the prefix is that token
+    assert prefix == ("" if arch == "llama" else tokenizer.bos_token)
+    assert tokenizer(prefix + "My dream is")["input_ids"] == ids
