@@ -5,8 +5,9 @@
    least 1.3x the full fine-tune's tokens/s on a CPU without bf16.
 2. **Memory**: a fresh process per count loads 1, 10 and 50 LoRA personas (rank 8, random adapters) over one
    124M base through the product's model store and cache; the baseline is a fresh process that loads one whole
-   124M model the same way. Resident memory (VmRSS) is measured after loading, less the process's memory once
-   torch and transformers are imported. Target: 50 personas under 1.5x the memory of one whole model.
+   124M model the same way. Resident memory (VmRSS) is measured after loading and one forward pass (safetensors
+   maps the weights lazily: before a pass, RSS misses most of them), less the process's memory once torch and
+   transformers are imported. The cache's own count (parameter bytes, each base once) is given beside it. Target: 50 personas under 1.5x the memory of one whole model.
 3. **Persona switch**: in the 10- and 50-persona processes, 300 requests to random personas: the cache hit and the
    adapter switch (`activate`, what a request does before sampling), p50/p99; against it, the load of a whole
    model (the only way to change persona when each is a whole model). That the switched adapter is the one used
@@ -162,8 +163,12 @@ def child(personas: int) -> None:
     ids = ["full"] if personas == 0 else [f"p{i:02d}" for i in range(personas)]
     t = time.perf_counter()
     for model_id in ids:
-        cache.get(model_id)
+        loaded = cache.get(model_id)
     load_s = time.perf_counter() - t
+    with LOCK, torch.inference_mode():  # one forward pass: the weights are read (safetensors maps them lazily)
+        if loaded.activate:
+            loaded.activate()
+        loaded.model(input_ids=torch.tensor([[0, 5, 17, 33]]))
     gc.collect()
     after = rss_mb()
     stats = cache.stats()
