@@ -100,7 +100,7 @@ async def _train_personas(root: Path, base: str) -> tuple[Path, Path]:
         for model_id, hyper in PERSONAS.items():
             req = await service.build_request(model_id.split("-"), base_model=base, seed=1, max_steps=4, **hyper)
             job = await pool.submit(req, requested_by="test")
-            async with asyncio.timeout(300), aclosing(follow(service.store, job["id"])) as events:
+            async with asyncio.timeout(1200), aclosing(follow(service.store, job["id"])) as events:
                 async for event in events:
                     if event["type"] == "state" and event["state"] in TERMINAL:
                         assert event["state"] == "succeeded", service.job(job["id"])["error"]
