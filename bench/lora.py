@@ -68,16 +68,19 @@ def throughput(steps: int) -> dict:
     figures: dict = {"model": "GPT-2 124M-shaped, random weights", "precision": "fp32", "block_size": 1024,
                      "batch_size": 1, "timed_steps": steps, "load_average_before": load_average()}
     T.pick_threads(torch.device("cpu"))
+    # every kind is built first, then their steps are interleaved (full, r4, r8, r16, full, ...): the machine is
+    # shared, and a change of load then falls on every kind alike
+    runs = {}
     for name, rank in [("full", None), *((f"lora_r{r}", r) for r in RANKS)]:
         model, _ = T.load_base(str(base), "bench")
         T.set_dropout(model, 0.0)
         if rank:
             model = T.with_lora(model, rank, str(base))
         model.train()
-        optimizer, _ = T.make_optimizer(model, 1e-3 if rank else 1.372e-4)
-        times = []
-        for i in range(steps + 1):
-            batch = blocks[i % len(blocks)][None]
+        runs[name] = (model, T.make_optimizer(model, 1e-3 if rank else 1.372e-4)[0], [])
+    for i in range(steps + 1):
+        batch = blocks[i % len(blocks)][None]
+        for name, (model, optimizer, times) in runs.items():
             t = time.perf_counter()
             loss = model(input_ids=batch, labels=batch).loss
             loss.backward()
@@ -85,12 +88,12 @@ def throughput(steps: int) -> dict:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             times.append(time.perf_counter() - t)
+        print("round", i, {k: round(v[2][-1], 2) for k, v in runs.items()}, "load", load_average(), flush=True)
+    for name, (model, _, times) in runs.items():
         timed = times[1:]  # the first step warms up
         figures[name] = {"tokens_per_s": round(1024 * len(timed) / sum(timed), 1),
-                         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                         "load_average": load_average()}
-        print(name, figures[name], flush=True)
-        del model, optimizer
+                         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    figures["load_average_after"] = load_average()
     for r in RANKS:
         figures[f"lora_r{r}"]["speedup_vs_full"] = round(figures[f"lora_r{r}"]["tokens_per_s"]
                                                          / figures["full"]["tokens_per_s"], 2)
