@@ -89,7 +89,7 @@ class Training(commands.Cog):
                            base_model="The model to fine-tune (default: the bot's)",
                            lora="Train a small LoRA adapter over the base instead of the whole model")
     async def train(self, ctx: MimicContext, handles: str, epochs: commands.Range[int, 1, 20] = None,
-                    base_model: str = None, lora: bool = False) -> None:  # not Optional[...]: a bad epochs is an error
+                    base_model: str = None, lora: bool = None) -> None:  # not Optional[...]: a bad epochs is an error
         """Train a model on one to three accounts' posts; progress shows in a message that keeps updating.
 
         Example: `!train ada_bytes`, `!train ada_bytes,grace_gardens 2` or `!train ada_bytes 4 tiny True`"""
