@@ -12,8 +12,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	# CPU torch first: a bare 'torch' requirement would pull a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
-	# the optional extras too, so that their tests (int8, Ray, W&B, hub push) run rather than skip
-	$(PIP) install --quiet -e '.[test,int8,ray,wandb,hub]'
+	# the optional extras too, so that their tests (int8, Ray, W&B, hub push, LoRA) run rather than skip
+	$(PIP) install --quiet -e '.[test,int8,ray,wandb,hub,lora]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

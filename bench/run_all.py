@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["train_throughput.py", "generation.py", "daemon_lag.py", "cache.py", "concurrency.py"]
+SCRIPTS = ["train_throughput.py", "generation.py", "daemon_lag.py", "cache.py", "concurrency.py", "lora.py"]
 
 if __name__ == "__main__":
     for script in SCRIPTS:

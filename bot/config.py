@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     mimicbot_train_workers: int | None = Field(default=None, ge=1)
     mimicbot_cache_models: int = Field(default=2, ge=1)
     mimicbot_cache_mb: int = Field(default=4096, ge=1)
+    # LoRA personas kept at once over their shared bases (each base counts as one of MIMICBOT_CACHE_MODELS)
+    mimicbot_cache_adapters: int = Field(default=64, ge=1)
     # dtype of cached models' weights: auto = bf16 where the CPU/GPU computes it natively (2.3x faster decoding
     # on this project's benchmark machine, half the memory), else fp32 (CPU) / fp16 (older GPUs).
     mimicbot_generation_dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

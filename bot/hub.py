@@ -1,6 +1,7 @@
 """Push a trained model to the Hugging Face hub: `mimicbot models push MODEL --repo OWNER/NAME`.
 
-The whole model folder goes up in one commit: weights, tokenizer, generation defaults, training.json, the
+The whole model folder goes up in one commit: weights (a LoRA persona's adapter: an adapter repository whose card
+names its base), tokenizer, generation defaults, training.json, the
 anti-copy index (hashes only, never the posts), the pictures (predictions.png, loss.png) and the card,
 README.md. The card is rendered again for the hub (bot/training/card.py) with the thumbnail as an absolute
 URL of the repository's predictions.png, as huggingtweets' cards pointed at theirs. The repository is created
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from .config import Settings
 from .errors import ConfigError, MimicbotError, ValidationError
-from .modelfolder import CARD_FILE, CONFIG_FILE, INT8_DIR, PREDICTIONS_FILE, TRAINING_FILE
+from .modelfolder import ADAPTER_FILE, CARD_FILE, CONFIG_FILE, INT8_DIR, PREDICTIONS_FILE, TRAINING_FILE
 from .redaction import Redactor, redacted
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 # starting nor ending with '-' or '.', no '--' or '..', at most 96 characters.
 _PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?"
 REPO_ID = re.compile(rf"^{_PART}/{_PART}$")
-REQUIRED = (CONFIG_FILE, CARD_FILE)
+REQUIRED = (CARD_FILE,)  # and CONFIG_FILE, or ADAPTER_FILE for a LoRA persona (an adapter repository)
 
 
 class HubError(MimicbotError):
@@ -62,6 +63,8 @@ def model_files(model_dir: Path) -> list[str]:
     files = [f for f in files if not any(part.startswith(".") for part in f.split("/"))
              and f.split("/")[0] != INT8_DIR]
     missing = [f for f in REQUIRED if f not in files]
+    if CONFIG_FILE not in files and ADAPTER_FILE not in files:
+        missing.insert(0, CONFIG_FILE)
     if missing:
         raise ValidationError(f"{model_dir} lacks {', '.join(missing)}: only a model trained by mimicbot "
                               "(with its card) can be pushed")

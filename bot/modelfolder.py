@@ -3,15 +3,17 @@
 A model folder is a Hugging Face model directory (config.json, weights, tokenizer, generation_config.json) plus
 mimicbot's own files: the run's record (training.json), the anti-copy index (anticopy.json), the card
 (README.md), its pictures (loss.png, predictions.png) and, with the `int8` extra, the int8 copy of its weights
-(ct2-int8/, bot/generation/ct2.py). Names starting with a dot (`.work`, `.trash-…`,
+(ct2-int8/, bot/generation/ct2.py). A LoRA persona's folder holds an adapter instead of config.json and weights:
+adapter_config.json (which names the base: a hub id or a local folder's path) and adapter_model.safetensors;
+`transformers` and `peft` load it over its base (it has no int8 copy). Names starting with a dot (`.work`, `.trash-…`,
 `.replaced-…`) are scratch space beside the models, never models.
 
 - A trained model is written whole in a work folder, then **installed**: on Linux the new folder and the old
   one trade places in one atomic `renameat2(RENAME_EXCHANGE)`, so a reader always finds a complete model;
   elsewhere the old one is renamed away first (and put back if the second rename fails).
 - A model is **removed** by renaming it out of sight first, so it is never seen half-deleted.
-- Its **stamp** (inode and mtime of config.json, which every install replaces) tells a cache that the model on
-  disk changed.
+- Its **stamp** (inode and mtime of config.json, or of adapter_config.json, which every install replaces) tells a
+  cache that the model on disk changed.
 Single files inside a folder are written with bot/atomic.py.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import json
 import os
 import re
 import shutil
@@ -28,7 +31,9 @@ from pathlib import Path
 
 from .atomic import fsync_dir
 
-CONFIG_FILE = "config.json"  # a folder without it is not a model
+CONFIG_FILE = "config.json"  # a folder without it (or ADAPTER_FILE) is not a model
+ADAPTER_FILE = "adapter_config.json"  # a LoRA adapter (peft), over the base it names
+ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 GENERATION_FILE = "generation_config.json"
 TRAINING_FILE = "training.json"
 ANTICOPY_FILE = "anticopy.json"
@@ -39,16 +44,35 @@ INT8_DIR = "ct2-int8"  # the CTranslate2 int8 copy of the weights (bot/generatio
 
 
 def is_model(folder: Path) -> bool:
-    return not folder.name.startswith(".") and (folder / CONFIG_FILE).is_file()
+    return not folder.name.startswith(".") and ((folder / CONFIG_FILE).is_file() or (folder / ADAPTER_FILE).is_file())
+
+
+def is_adapter(folder: Path) -> bool:
+    """A LoRA persona: an adapter over a base, not a whole model."""
+    return (folder / ADAPTER_FILE).is_file() and not (folder / CONFIG_FILE).is_file()
+
+
+def adapter_base(folder: Path) -> str | None:
+    """The base an adapter folder names (a hub id or a local path); None for a whole model or an unreadable one."""
+    if not is_adapter(folder):
+        return None
+    try:
+        config = json.loads((folder / ADAPTER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    return base if isinstance(base, str) and base else None
 
 
 def stamp(folder: Path) -> tuple[int, int] | None:
     """Which version of the model is in `folder` (None: none is)."""
-    try:
-        st = (folder / CONFIG_FILE).stat()
-    except (OSError, ValueError):
-        return None
-    return st.st_ino, st.st_mtime_ns
+    for name in (CONFIG_FILE, ADAPTER_FILE):
+        try:
+            st = (folder / name).stat()
+        except (OSError, ValueError):
+            continue
+        return st.st_ino, st.st_mtime_ns
+    return None
 
 
 def install(work_dir: Path, final_dir: Path) -> Path:
@@ -128,6 +152,7 @@ def disk_error(e: BaseException, model_id: str) -> str:
             "if any, is unchanged")
 
 
-__all__ = ["ANTICOPY_FILE", "CARD_FILE", "CONFIG_FILE", "GENERATION_FILE", "INT8_DIR", "LOSS_FILE", "PREDICTIONS_FILE",
-           "TRAINING_FILE", "disk_error", "install", "is_disk_error", "is_model", "remove", "stamp"]
+__all__ = ["ADAPTER_FILE", "ADAPTER_WEIGHTS_FILE", "ANTICOPY_FILE", "CARD_FILE", "CONFIG_FILE", "GENERATION_FILE",
+           "INT8_DIR", "LOSS_FILE", "PREDICTIONS_FILE", "TRAINING_FILE", "adapter_base", "disk_error", "install",
+           "is_adapter", "is_disk_error", "is_model", "remove", "stamp"]
 

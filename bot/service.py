@@ -177,6 +177,11 @@ class Mimicbot:
         its context (bot/training/basemodel.py)."""
         from .training.basemodel import base_model_context
 
+        if hyper.get("lora"):
+            import importlib.util
+
+            if importlib.util.find_spec("peft") is None:
+                raise ValidationError("LoRA training needs peft, which is not installed: pip install 'mimicbot[lora]'")
         context = base_model_context(hyper["base_model"], self.settings.models_dir, self.settings.hf_endpoint)
         block_size = hyper.get("block_size")
         if context and block_size and block_size > context:
@@ -316,14 +321,16 @@ class Mimicbot:
 
     @property
     def cache(self):
-        """The process's model cache (MIMICBOT_CACHE_MODELS models, MIMICBOT_CACHE_MB megabytes)."""
+        """The process's model cache (MIMICBOT_CACHE_MODELS models or bases, MIMICBOT_CACHE_ADAPTERS LoRA personas,
+        MIMICBOT_CACHE_MB megabytes)."""
         with Mimicbot._cache_lock:
             if self._cache is None:
                 from .generation.cache import ModelCache
 
                 store = self.model_store
                 self._cache = ModelCache(self.settings.mimicbot_cache_models, self.settings.mimicbot_cache_mb,
-                                         loader=store.load, stamp=store.stamp)
+                                         loader=store.load, stamp=store.stamp,
+                                         max_adapters=self.settings.mimicbot_cache_adapters)
             return self._cache
 
     def generate(self, model_id: str, prompt: str = DEFAULT_PROMPT, n: int = 5, temperature: float | None = None,

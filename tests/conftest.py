@@ -29,7 +29,7 @@ def settings(tmp_path, monkeypatch) -> Settings:
 # -- the fast subset: `pytest -m "not slow"` ------------------------------------------------------------------
 # A test is slow when it needs a model (the tiny base is built, a model trained) or starts processes (the
 # console script, training children, Ray). Marked here from what it uses, so a new test cannot forget it.
-SLOW_FIXTURES = {"tiny_base", "trained_models"}
+SLOW_FIXTURES = {"tiny_base", "trained_models", "tiny_llama_base", "tiny_qwen2_base", "modern_personas"}
 SLOW_MODULES = {"test_daemon.py", "test_cli_train.py", "test_ray.py", "test_pool.py", "test_trainer.py",
                 "test_tracking.py", "test_deploy.py", "test_card.py", "test_hub.py"}
 

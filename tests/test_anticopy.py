@@ -9,6 +9,7 @@ import pytest
 from bot.errors import MimicbotError
 from bot.generation.anticopy import (MAX_COVER, MIN_COVER, VERSION, WINDOW, AntiCopyIndex, build_index, cover_limit,
                                      normalise)
+from tests.kit.models import v1_index_dict
 
 TRAINING = [
     "Hot take: a compiler that explains itself and I am not even sorry.",
@@ -125,22 +126,6 @@ def test_save_load_roundtrip_keeps_no_text(tmp_path, index):
     assert loaded.check("Hot take: a compiler that explains itself send help and coffee.") is None
     assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
     assert json.loads(raw)["version"] == VERSION == 2 and loaded.version == VERSION
-
-
-def v1_index_dict(texts: list[str], salt: bytes = b"0" * 16) -> dict:
-    """An index as mimicbot wrote it before coverage (version 1: 8-word runs with their positions)."""
-    import hashlib
-
-    def h(words):
-        return int.from_bytes(hashlib.blake2b(" ".join(words).encode(), digest_size=8, key=salt).digest(), "big")
-
-    exact, runs = [], []
-    for post, text in enumerate(texts):
-        words = normalise(text)
-        exact.append(h(words))
-        runs += [[h(words[p:p + 8]), post, p] for p in range(len(words) - 7)]
-    return {"format": "mimicbot-anticopy", "version": 1, "min_run": 8, "salt": salt.hex(), "posts": len(texts),
-            "exact": sorted(exact), "runs": sorted(runs)}
 
 
 def test_a_version_1_index_still_loads_and_checks_by_coverage(tmp_path):

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoTokenizer, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 from typer.testing import CliRunner
 
 from bot.cleaning import EOT
@@ -21,7 +20,8 @@ from bot.modelfolder import ANTICOPY_FILE
 from bot.generation.sampling import first_line, sample, stop_token_ids
 from bot.service import Mimicbot
 from bot.training.tiny import ensure_tiny_base
-from tests.kit.models import make_model_dir, random_gpt2
+from tests.kit.models import (fixed_distribution_gpt2, make_model_dir, random_gpt2, single_id, tiny_fixed_model,
+                              v1_index_dict)
 
 CORPUS = ["My dream is la la la la", "la la la\nla la", "Hello world, my dream is a compiler"] * 20
 
@@ -37,31 +37,9 @@ def byte_bpe_tokenizer(texts: list[str], vocab_size: int = 300) -> PreTrainedTok
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOT, bos_token=EOT, unk_token=EOT)
 
 
-def fixed_distribution_gpt2(tokenizer, probs: dict[int, float], **config) -> GPT2LMHeadModel:
-    """A GPT-2 whose next-token distribution is `probs` at every step, whatever the input.
-
-    The final layer norm outputs a constant vector of ones, so the logits are the row sums of the
-    (untied) output matrix: row i is set to log(p_i) / n_embd, and every other token gets -50."""
-    model = random_gpt2(tokenizer, tie_word_embeddings=False, **config)
-    with torch.no_grad():
-        model.transformer.ln_f.weight.zero_()
-        model.transformer.ln_f.bias.fill_(1.0)
-        logits = torch.full((len(tokenizer),), -50.0)
-        for token, p in probs.items():
-            logits[token] = torch.log(torch.tensor(p))
-        model.lm_head.weight.copy_((logits / model.config.n_embd)[:, None].expand_as(model.lm_head.weight))
-    return model
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     return byte_bpe_tokenizer(CORPUS)
-
-
-def single_id(tokenizer, text: str) -> int:
-    ids = tokenizer.encode(text)
-    assert len(ids) == 1, f"{text!r} is not one token: {ids}"
-    return ids[0]
 
 
 class ForwardCounter:
@@ -187,12 +165,6 @@ def test_bad_settings_are_refused(tokenizer, kwargs, message):
 
 
 # -- model directories, the service's generate, the CLI -----------------------------------------------
-
-
-def tiny_fixed_model(base: Path, probs_by_text: dict[str, float]):
-    """The tiny base's tokenizer with a fixed next-token distribution over the given (one-token) texts."""
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    return fixed_distribution_gpt2(tokenizer, {single_id(tokenizer, t): p for t, p in probs_by_text.items()})
 
 
 @pytest.fixture
@@ -429,7 +401,6 @@ def test_a_literal_eot_in_the_prompt_stays_text(tokenizer):
 
 def test_an_old_anticopy_index_is_rebuilt_from_the_stored_posts_on_load(bot, settings, tiny_base):
     from bot.samples.generate import sample_path
-    from tests.test_anticopy import v1_index_dict
 
     bot.fetch_blocking([str(sample_path("ada_bytes"))])
     texts = bot.store.kept_texts(bot.store.get_account("x", "ada_bytes")["id"])

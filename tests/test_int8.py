@@ -16,7 +16,7 @@ from bot.generation.models import ModelStore
 from bot.modelfolder import INT8_DIR
 from bot.service import Mimicbot
 from tests.kit.models import make_model_dir, random_gpt2
-from tests.test_generation import single_id, tiny_fixed_model
+from tests.kit.models import tiny_fixed_model
 
 pytest.importorskip("ctranslate2")  # the `int8` extra: `make install` installs it, so the suite runs these
 

@@ -61,7 +61,8 @@ def show_table(info: dict) -> Table:
     for label, value in (
         ("model", info["id"]), ("name", info["display_name"]),
         ("accounts", ", ".join("@" + h for h in info["accounts"])),
-        ("created", info["created_at"]), ("base model", record.get("base_model")),
+        ("created", info["created_at"]), ("base model", info.get("base_model") or record.get("base_model")),
+        ("adapter", f"LoRA, rank {hyper.get('lora_rank')}" if info.get("adapter") == "lora" else None),
         ("steps", record.get("steps")), ("epochs", hyper.get("epochs")), ("learning rate", hyper.get("lr")),
         ("seed", hyper.get("seed")), ("device", record.get("device")), ("precision", record.get("precision")),
         ("train seconds", record.get("train_seconds")),

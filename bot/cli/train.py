@@ -27,10 +27,14 @@ EXIT_CANCELLED = 130  # as for a Ctrl-C
 def train(
     sources: list[str] = typer.Argument(..., help="1 to 3 accounts: a stored handle, or any `mimicbot fetch` "
                                         "SOURCE (fetched first)"),
-    base_model: str = typer.Option(None, "--base-model", help="gpt2 (default), tiny (offline demo model) "
-                                   "or a local model folder"),
+    base_model: str = typer.Option(None, "--base-model", help="gpt2 (default), any hub causal LM (e.g. "
+                                   "HuggingFaceTB/SmolLM2-135M, Qwen/Qwen2.5-0.5B), tiny / tiny-llama / tiny-qwen2 "
+                                   "(offline demo models) or a local model folder"),
     epochs: int = typer.Option(None, "--epochs", help="passes over the data (default 4)"),
-    lr: float = typer.Option(None, "--lr", help="learning rate (default 1.372e-4)"),
+    lr: float = typer.Option(None, "--lr", help="learning rate (default 1.372e-4; with --lora 1e-3)"),
+    lora: bool = typer.Option(False, "--lora", help="train a LoRA adapter (a few MB, served over a shared base) "
+                              "instead of the whole model; needs mimicbot[lora]"),
+    lora_rank: int = typer.Option(None, "--lora-rank", help="the adapter's rank (default 8); implies --lora"),
     block_size: int = typer.Option(None, "--block-size", help="tokens per block (default: the model's context)"),
     batch_size: int = typer.Option(None, "--batch-size", help="blocks per optimizer step (default 1)"),
     dropout: float = typer.Option(None, "--dropout", help="dropout while fine-tuning (default 0; the recipe's 0.1)"),
@@ -46,7 +50,8 @@ def train(
     try:
         req = asyncio.run(bot.build_request(sources, base_model=base_model, epochs=epochs, lr=lr,
                                             block_size=block_size, batch_size=batch_size, seed=seed, dropout=dropout,
-                                            max_steps=max_steps))
+                                            max_steps=max_steps, lora=(lora or lora_rank is not None) or None,
+                                            lora_rank=lora_rank))
         if queue:
             _queued(bot.submit(req, requested_by="cli"), as_json)
             return
@@ -175,7 +180,8 @@ def jobs_show(job_id: int = typer.Argument(...), as_json: bool = typer.Option(Fa
     for label, value in (
         ("job", job["id"]), ("model", job["model_id"]), ("state", job["state"]),
         ("accounts", ", ".join(f"@{a['handle']} ({a['network']})" for a in req["accounts"])),
-        ("base model", req["base_model"]), ("epochs", req["epochs"]), ("learning rate", req["lr"]),
+        ("base model", req["base_model"]), ("epochs", req["epochs"]), ("learning rate", req["lr"] if req["lr"] is not None else "default"),
+        ("adapter", f"LoRA, rank {req.get('lora_rank')}" if req.get("lora") else None),
         ("max steps", req["max_steps"]), ("requested by", job["requested_by"]),
         ("created", job["created_at"]), ("started", job["started_at"]), ("finished", job["finished_at"]),
         ("phase", job["phase"]), ("progress", _progress(job)), ("loss", _fmt(job["loss"], "{:.3f}")),

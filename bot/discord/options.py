@@ -24,7 +24,8 @@ class DiscordOptions(BaseSettings):
     train_max_steps: int | None = Field(default=None, ge=1)
     # base models a Discord user may choose with `/train base_model:` (comma-separated; the bot's default
     # base model, MIMICBOT_BASE_MODEL, is always offered). Never free text: a name is a download or a folder.
-    base_models: str = "gpt2,distilgpt2"
+    # GPT-2 (the recipe's), then small modern bases that train on a CPU (README: "Base models").
+    base_models: str = "gpt2,distilgpt2,HuggingFaceTB/SmolLM2-135M,HuggingFaceTB/SmolLM2-360M,Qwen/Qwen2.5-0.5B"
     # training jobs a server may have queued or running at once
     max_queued_per_guild: int = Field(default=3, ge=1)
 

@@ -112,7 +112,8 @@ def generate(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, n: int = 5, *, s
             break
         batch = min(MAX_BATCH, missing + int(SPARE * missing) if round_ == 0 else 2 * missing)
         round_seed = None if seed is None else seed + round_
-        draw = loaded.engine.sample if loaded.engine is not None else partial(sample, loaded.model)
+        draw = (loaded.engine.sample if loaded.engine is not None
+                else partial(sample, loaded.model, activate=loaded.activate))
         for text in draw(loaded.tokenizer, prompt, batch, seed=round_seed, context=context, **settings):
             if len(texts) == n:  # spares left over: not examined, not counted
                 break

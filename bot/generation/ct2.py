@@ -35,8 +35,8 @@ from pathlib import Path
 
 from .. import modelfolder
 from ..atomic import write_atomic
-from ..errors import ValidationError
 from ..modelfolder import CONFIG_FILE, INT8_DIR
+from .framing import Framing, context_length
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class Int8Engine:
         self.threads = threads or _threads()
         self.generator = self._new_generator()
         config = json.loads((Path(model_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
-        self.context = config.get("n_positions") or config.get("max_position_embeddings")
+        self.context = context_length(config)
         self.nbytes = (self.path / "model.bin").stat().st_size  # the weights, as CTranslate2 holds them in memory
         self.version = ctranslate2.__version__
 
@@ -233,25 +233,17 @@ class Int8Engine:
         """As sampling.sample: `n` posts starting with `prompt`, None for a row that used its whole budget."""
         import ctranslate2
 
-        from .sampling import LOCK, check_params, context_ids, first_line, fold, prompt_ids, stop_token_ids, until
+        from .sampling import LOCK, check_params, first_line, fold, reading, stop_token_ids, until
 
         check_params(n, max_new_tokens, temperature, top_p, top_k, max_length, min_length)
         prompt = fold(prompt)
         eos = tokenizer.eos_token_id
         with LOCK:  # the tokenizer, and set_random_seed + a fresh generator for a seeded call
             stop = set(stop_token_ids(tokenizer).tolist())
-            post_ids = prompt_ids(tokenizer, prompt)
-            ids = (context_ids(tokenizer, context) if context else []) + post_ids
-            budget = max_new_tokens if max_new_tokens is not None else max_length - len(post_ids)
-            if budget < 1:
-                raise ValidationError(f"the prompt is {len(post_ids)} tokens; the budget of {max_length} tokens "
-                                      "leaves no room for a post")
-            if self.context:
-                if len(ids) >= self.context:
-                    raise ValidationError(f"the prompt is {len(ids)} tokens; this model reads at most "
-                                          f"{self.context - 1}")
-                budget = min(budget, self.context - len(ids))
-            at_least = min(budget, max(0, min_length - len(post_ids)))
+            stops = Framing.of(tokenizer).stops
+            ids, post_len, budget = reading(tokenizer, prompt, context, self.context, max_length=max_length,
+                                            max_new_tokens=max_new_tokens)
+            at_least = min(budget, max(0, min_length - post_len))
             start = tokenizer.convert_ids_to_tokens(ids)
             ended = [False] * n
 
@@ -274,7 +266,7 @@ class Int8Engine:
                     ctranslate2.set_random_seed(_DEFAULT_SEED)
             rows = [r.sequences_ids[0] for r in results]
             ended = [done or any(t in stop for t in row) for done, row in zip(ended, rows)]
-            posts = [prompt + tokenizer.decode(until(list(row), eos)) for row in rows]
+            posts = [prompt + tokenizer.decode(until(list(row), stops)) for row in rows]
         return [first_line(p) if done else None for p, done in zip(posts, ended)]
 
 

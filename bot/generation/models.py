@@ -1,4 +1,7 @@
-"""The model store: the models on disk (one folder each, bot/modelfolder.py), listed, described and loaded."""
+"""The model store: the models on disk (one folder each, bot/modelfolder.py), listed, described and loaded.
+
+A LoRA persona (an adapter folder) loads over its base, which all the personas of that base share in memory
+(bot/generation/bases.py)."""
 
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ class ModelStore:
         # training.json -> the model's training posts (cleaned texts), or None when they are not all stored:
         # used to rebuild an anti-copy index of an older format
         self.posts_for = posts_for
+        self._bases = None  # SharedBases, made with the first LoRA persona loaded
 
     # -- finding ----------------------------------------------------------------------------------
 
@@ -109,6 +113,8 @@ class ModelStore:
             "created_at": record.get("finished_at") or record.get("created_at"),
             "size_mb": round(_dir_bytes(path) / 1024 / 1024, 2),
             "perplexity_after": _perplexity_after(record),
+            "adapter": "lora" if modelfolder.is_adapter(path) else None,
+            "base_model": modelfolder.adapter_base(path) or record.get("base_model"),
         }
 
     def list(self) -> list[dict]:
@@ -118,7 +124,8 @@ class ModelStore:
         """training.json, the summary and the paths of the files a person may want."""
         path = self.path(model_id)
         files = {"card": CARD_FILE, "predictions": PREDICTIONS_FILE, "loss": LOSS_FILE, "anticopy": ANTICOPY_FILE,
-                 "training": TRAINING_FILE, "generation_config": GENERATION_FILE}
+                 "training": TRAINING_FILE, "generation_config": GENERATION_FILE,
+                 "adapter": modelfolder.ADAPTER_WEIGHTS_FILE}
         return {**self.summary(model_id), "path": str(path),
                 "files": {k: str(path / name) for k, name in files.items() if (path / name).exists()},
                 "training": self.training(model_id)}
@@ -141,6 +148,8 @@ class ModelStore:
         from ..devices import inference_dtype
 
         path = self.path(model_id)
+        if modelfolder.is_adapter(path):
+            return self._load_persona(model_id, path)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.int8 and device.type == "cpu":
             loaded = self._load_int8(model_id, path)
@@ -175,6 +184,47 @@ class ModelStore:
             return None
         return LoadedModel(model_id, None, tokenizer, self.sampling_defaults(model_id), self.anticopy(model_id),
                            engine=engine)
+
+    def _load_persona(self, model_id: str, path: Path) -> LoadedModel:
+        """A LoRA persona: its adapter attached to its base, which is loaded once for all its personas."""
+        from transformers import AutoTokenizer
+
+        base = modelfolder.adapter_base(path)
+        if base is None:
+            raise MimicbotError(f"model {model_id!r}: its {modelfolder.ADAPTER_FILE} names no base model")
+        bases = self.shared_bases()
+        try:
+            shared, name = bases.attach(base, path)
+            with _LOAD_LOCK:
+                tokenizer = AutoTokenizer.from_pretrained(path)
+        except ImportError:
+            raise MimicbotError(f"model {model_id!r} is a LoRA adapter: loading it needs peft "
+                                "(pip install 'mimicbot[lora]')") from None
+        except (OSError, ValueError) as e:
+            raise MimicbotError(f"model {model_id!r} cannot be loaded from {path} over {base}: {e}") from None
+        return LoadedModel(model_id, shared.model, tokenizer, self.sampling_defaults(model_id),
+                           self.anticopy(model_id), shared=shared, adapter=name,
+                           activate=lambda: bases.activate(shared, name), release=lambda: bases.release(shared, name))
+
+    def shared_bases(self):
+        """The bases in memory under LoRA personas (bot/generation/bases.py)."""
+        if self._bases is None:
+            from .bases import SharedBases
+            from .sampling import LOCK
+
+            self._bases = SharedBases(self._load_base, LOCK, _LOAD_LOCK)
+        return self._bases
+
+    def _load_base(self, base: str):
+        """A base model for LoRA personas: a hub id or a local folder, in the store's dtype, eval mode."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from ..devices import inference_dtype
+
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        with _LOAD_LOCK:
+            return AutoModelForCausalLM.from_pretrained(base, dtype=inference_dtype(device, self.dtype)).to(device).eval()
 
     def anticopy(self, model_id: str) -> AntiCopyIndex | None:
         """The model's anti-copy index (None if it has none). An index of an older format is rebuilt from the

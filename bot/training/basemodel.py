@@ -15,18 +15,19 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import ValidationError
+from ..generation.framing import context_length
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PROBE_TIMEOUT_S = 3.0
-OFFLINE_HINT = "use --base-model tiny (the offline demo model) or a local model folder"
+OFFLINE_HINT = "use --base-model tiny (the offline demo model; tiny-llama and tiny-qwen2 too) or a local model folder"
 
 
 def base_model_context(name: str, models_dir: Path, hf_endpoint: str | None = None) -> int | None:
     """The base model's context in tokens (None when it cannot be known without downloading the model), or a
     ValidationError saying why `name` cannot be loaded here."""
-    if name == "tiny":
-        from .tiny import N_POSITIONS
+    from .tiny import N_POSITIONS, TINY_BASES
 
+    if name in TINY_BASES:
         return N_POSITIONS
     path = Path(name).expanduser()
     if path.is_dir():
@@ -87,8 +88,7 @@ def _context_of(config_path: Path, unreadable: str) -> int | None:
         raise ValidationError(f"cannot load base model: {unreadable}") from None
     if not isinstance(config, dict):
         raise ValidationError(f"cannot load base model: {unreadable}")
-    context = config.get("n_positions") or config.get("max_position_embeddings")
-    return context if isinstance(context, int) and context > 0 else None
+    return context_length(config)
 
 
 __all__ = ["base_model_context", "hub_reachable"]

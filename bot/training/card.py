@@ -77,19 +77,40 @@ def _cell(text: str) -> str:
     return str(text).replace("\\", "\\\\").replace("|", "\\|")
 
 
+ARCHITECTURES = {"gpt2": "GPT-2", "llama": "Llama", "qwen2": "Qwen2", "mistral": "Mistral", "phi": "Phi",
+                 "phi3": "Phi-3", "gemma": "Gemma", "gemma2": "Gemma 2"}
+
+
+def _lora(info: dict) -> bool:
+    return info.get("adapter") == "lora"
+
+
+def _arch(info: dict) -> str:
+    """The base's architecture as people name it (GPT-2 for records written before it was recorded)."""
+    kind = info.get("architecture") or "gpt2"
+    return ARCHITECTURES.get(kind, kind)
+
+
+def _end(info: dict) -> str:
+    """The token that ends each post (the recipe's `<|endoftext|>` for GPT-2)."""
+    return (info.get("framing") or {}).get("end") or EOT
+
+
+def _start(info: dict) -> str:
+    """What the model reads before each post: the beginning token, or (GPT-2) the end token."""
+    return (info.get("framing") or {}).get("start") or _end(info)
+
+
 def front_matter(info: dict) -> str:
     prompt = (info.get("generation") or {}).get("prompt") or DEFAULT_PROMPT
-    return "\n".join([
-        "---",
-        "language: en",
-        f"thumbnail: {info.get('thumbnail') or PREDICTIONS_FILE}",
-        "tags:",
-        "- mimicbot",
-        "- huggingtweets",
-        "widget:",
-        f"- text: {json.dumps(prompt, ensure_ascii=False)}",
-        "---",
-    ])
+    lines = ["---", "language: en", f"thumbnail: {info.get('thumbnail') or PREDICTIONS_FILE}"]
+    if _lora(info):  # an adapter names its base, which the hub links to (a local path means nothing there)
+        if info.get("base_model_kind") == "hub":
+            lines.append(f"base_model: {info.get('base_model')}")
+        lines.append("library_name: peft")
+    lines += ["tags:", "- mimicbot", "- huggingtweets", *(["- lora", "- peft"] if _lora(info) else []),
+              "widget:", f"- text: {json.dumps(prompt, ensure_ascii=False)}", "---"]
+    return "\n".join(lines)
 
 
 def _avatar_div(account: dict) -> str:
@@ -133,9 +154,9 @@ def generation_settings(info: dict) -> dict:
     return {k: gen.get(k, v) for k, v in DEFAULTS.items()}
 
 
-def _settings_text(settings: dict) -> str:
+def _settings_text(settings: dict, start: str = EOT) -> str:
     return (f"`top_p` {settings['top_p']:g}, `top_k` {settings['top_k']}, temperature {settings['temperature']:g}, "
-            f"at most {settings['max_length']} and at least {settings['min_length']} tokens counting `{EOT}` and the "
+            f"at most {settings['max_length']} and at least {settings['min_length']} tokens counting `{start}` and the "
             "start text")
 
 
@@ -148,10 +169,25 @@ The model follows the huggingtweets pipeline:
 2. **Clean** them exactly as huggingtweets did: retweets are dropped, `&amp;`, `&lt;` and `&gt;` unescaped once,
    `http:`/`https:` links removed, whitespace folded, posts of fewer than three plain words dropped.
    Mentions, hashtags and emoji stay.
-3. **Fine-tune** GPT-2 on the kept posts, each one ended by `{EOT}`.
-4. **Generate**: the prompt is `{EOT}` followed by the start text, sampled with {_settings_text(generation_settings(info))};
-   each sample ends at its first newline or `{EOT}`. A sample that does not end within that budget, or that
+3. **Fine-tune** {_arch(info)} on the kept posts, {_framed(info)}.{_lora_step(info)}
+4. **Generate**: the prompt is `{_start(info)}` followed by the start text, sampled with
+   {_settings_text(generation_settings(info), _start(info))};
+   each sample ends at its first newline or `{_end(info)}`. A sample that does not end within that budget, or that
    copies a training post, is refused."""
+
+
+def _framed(info: dict) -> str:
+    if _start(info) == _end(info):
+        return f"each one ended by `{_end(info)}`"
+    return f"each one begun by `{_start(info)}` and ended by `{_end(info)}`"
+
+
+def _lora_step(info: dict) -> str:
+    if not _lora(info):
+        return ""
+    rank = (info.get("hyperparameters") or {}).get("lora_rank", "?")
+    return (f" The base's weights stay frozen: a LoRA adapter of rank {rank} on every linear layer is trained "
+            "instead, and this repository holds only the adapter.")
 
 
 def _profile(account: dict) -> str:
@@ -198,12 +234,13 @@ def _join_counts(counts: list[int], accounts: list[dict]) -> str:
 def _base_model(info: dict) -> str:
     base = str(info.get("base_model") or "gpt2")
     kind = info.get("base_model_kind") or ("tiny" if base == "tiny" else "hub")
+    how = "which a LoRA adapter is trained over, on" if _lora(info) else "which is fine-tuned on"
     if kind == "tiny":
-        return ("a tiny GPT-2 built on this machine from the bundled sample posts (two layers, random "
-                "initialisation: a demo and test model, not a pre-trained one), which is fine-tuned on")
+        return (f"a tiny {_arch(info)} built on this machine from the bundled sample posts (two layers, random "
+                f"initialisation: a demo and test model, not a pre-trained one), {how}")
     if kind == "local":
-        return f"the model in the local folder `{Path(base).name}`, which is fine-tuned on"
-    return f"a pre-trained [GPT-2](https://huggingface.co/{base}) (`{base}`), which is fine-tuned on"
+        return f"the {_arch(info)} model in the local folder `{Path(base).name}`, {how}"
+    return f"a pre-trained [{_arch(info)}](https://huggingface.co/{base}) (`{base}`), {how}"
 
 
 def _threads(info: dict) -> str:
@@ -240,7 +277,7 @@ def training_procedure(info: dict) -> str:
     return f"""## Training procedure
 
 The model is based on {_base_model(info)} @{info.get("model_id", "?")}'s posts, following the huggingtweets
-recipe: the posts joined by `{EOT}`, cut into blocks of {hp.get("block_size", "?")} tokens (posts run across
+recipe: the posts joined by `{_end(info)}`, cut into blocks of {hp.get("block_size", "?")} tokens (posts run across
 block edges), {_epochs(hp.get("epochs"))} of shuffled copies, AdamW with a cosine schedule and no warm-up.
 
 {hp_table}
@@ -262,16 +299,20 @@ def pipeline_snippet(info: dict) -> str:
     """The card's Python: the recipe's call, with the settings the model carries spelled out, and each sample cut
     at its first newline as the recipe cut it."""
     s = generation_settings(info)
+    prefix = (info.get("generation") or {}).get("prefix")
+    extra = f", prefix={prefix!r}" if _lora(info) and prefix else ""  # an adapter has no config.json to carry it
     return f"""from transformers import pipeline
 generator = pipeline('text-generation',
                      model='{info.get("model_id", "?")}')
 samples = generator("My dream is", num_return_sequences=5, do_sample=True, top_p={s['top_p']!r},
                     top_k={s['top_k']!r}, temperature={s['temperature']!r}, max_length={s['max_length']!r},
-                    min_length={s['min_length']!r})
+                    min_length={s['min_length']!r}{extra})
 posts = [s["generated_text"].split("\\n")[0].strip() for s in samples]"""
 
 
 def how_to_use(info: dict) -> str:
+    if _lora(info):
+        return _how_to_use_adapter(info)
     return f"""## How to use
 
 You can use this model directly with a pipeline for text generation (run it in the models folder, or give
@@ -282,10 +323,27 @@ the model's folder or the hub repository you pushed it to as `model`):
 ```
 
 The model's `generation_config.json` holds these settings ({_settings_text(generation_settings(info))},
-sampling on) and the `{EOT}` prefix that the pipeline puts before the prompt, so `generator("My dream is")` alone
-samples the same way (the pipeline counts its `{EOT}` prefix on top of `max_length` and `min_length`: one token
-more than mimicbot and the recipe allow). mimicbot also stops each sample at its first newline and refuses one
+sampling on) and the `{_start(info)}` prefix that the pipeline puts before the prompt, so `generator("My dream is")`
+alone samples the same way (the pipeline counts its `{_start(info)}` prefix on top of `max_length` and `min_length`:
+one token more than mimicbot and the recipe allow). mimicbot also stops each sample at its first newline and refuses one
 that reaches the budget without ending."""
+
+
+def _how_to_use_adapter(info: dict) -> str:
+    base = info.get("base_model_source") or info.get("base_model")
+    return f"""## How to use
+
+This is a LoRA adapter over `{base}`: with `peft` installed (`pip install peft`), transformers loads the base and
+the adapter together, so a pipeline for text generation takes the adapter's folder (or the hub repository you
+pushed it to) as `model`:
+
+```python
+{pipeline_snippet(info)}
+```
+
+The adapter's `generation_config.json` holds these settings ({_settings_text(generation_settings(info), _start(info))},
+sampling on). mimicbot also stops each sample at its first newline and refuses one that reaches the budget without
+ending."""
 
 
 def limitations(info: dict) -> str:
@@ -294,6 +352,8 @@ def limitations(info: dict) -> str:
                 "broken sentences.")
     else:
         base = f"The model suffers from [the same limitations and bias as GPT-2]({GPT2_LIMITS})."
+        if _arch(info) != "GPT-2":
+            base = f"The model suffers from the same limitations and bias as its base model, `{info.get('base_model')}`."
     return f"""## Limitations and bias
 
 {base}

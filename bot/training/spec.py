@@ -8,6 +8,14 @@ from pathlib import Path
 from ..errors import NotEnoughData, ValidationError
 
 
+RECIPE_LR = 1.372e-4  # huggingtweets' learning rate, for a full fine-tune
+# LoRA: rank 8 on every linear layer, alpha = 2 x rank, and a higher learning rate (only the small adapter
+# matrices learn, from zero). Chosen by measurement: bench/README.md, "LoRA".
+LORA_RANK = 8
+LORA_LR = 1e-3
+MAX_LORA_RANK = 256
+
+
 @dataclass
 class AccountData:
     """One account's side of a training run: who, their kept (cleaned) posts, and the card's statistics."""
@@ -32,7 +40,7 @@ class TrainRequest:
     models_dir: str
     base_model: str = "gpt2"  # a hub id, a local directory, or "tiny" (offline demo/test model)
     epochs: int = 4
-    lr: float = 1.372e-4
+    lr: float | None = None  # None: the recipe's 1.372e-4 for a full fine-tune, LORA_LR for an adapter
     block_size: int | None = None  # None: min(1024, the model's context)
     batch_size: int = 1  # blocks per optimizer step
     seed: int | None = None  # None: random, recorded in training.json
@@ -47,6 +55,14 @@ class TrainRequest:
     # Convert the model to int8 after training, for fast generation (bot/generation/ct2.py), when CTranslate2 is
     # installed (the `int8` extra). The service sets it from MIMICBOT_INT8 (auto: on).
     int8: bool = False
+    # Train a LoRA adapter (peft) instead of every weight: the model folder holds the adapter (a few MB) and names
+    # its base. Off by default: a full fine-tune is the recipe's, and for GPT-2 the default (see README).
+    lora: bool = False
+    lora_rank: int = LORA_RANK
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (LORA_LR if self.lora else RECIPE_LR)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,7 +100,8 @@ def check_hyperparameters(req: TrainRequest) -> None:
     """The request's settings in range, or ValidationError naming the first that is not."""
     checks = [
         (req.epochs >= 1, f"epochs must be 1 or more (got {req.epochs})"),
-        (req.lr > 0, f"lr must be above 0 (got {req.lr})"),
+        (req.lr is None or req.lr > 0, f"lr must be above 0 (got {req.lr})"),
+        (1 <= req.lora_rank <= MAX_LORA_RANK, f"lora_rank must be between 1 and {MAX_LORA_RANK} (got {req.lora_rank})"),
         (req.batch_size >= 1, f"batch_size must be 1 or more (got {req.batch_size})"),
         (req.block_size is None or req.block_size >= 2, f"block_size must be 2 or more (got {req.block_size})"),
         (0 <= req.eval_fraction < 1, f"eval_fraction must be in [0, 1) (got {req.eval_fraction})"),

@@ -1,19 +1,23 @@
-"""Fine-tune GPT-2 on a few people's posts: the huggingtweets recipe, on one page, top to bottom.
+"""Fine-tune a causal LM (GPT-2 by default) on a few people's posts: the huggingtweets recipe, on one page, top
+to bottom.
 
     train(req, work_dir, on_event) -> the run's record (training.json)
 
 runs in a training child process (bot/training/child.py) and does, in order:
 
-1. **Base model**: "tiny" (the offline demo model, bot/training/tiny.py), a local folder, or a hub id.
+1. **Base model**: "tiny" (the offline demo model, bot/training/tiny.py), a local folder, or a hub id: any
+   Hugging Face causal LM (GPT-2, Llama, Qwen2, SmolLM, Mistral, Phi ...). With `lora`, its weights stay
+   frozen and a LoRA adapter (peft) is trained on every linear layer instead.
 2. **Seed**: the request's, or a random one; recorded, so a run can be repeated.
 3. **Data**: 10 % of each account's posts (at least one) are held out for evaluation. With several
    accounts, each one's posts are repeated until it has as many characters as the largest. Posts are
    tokenised once; each epoch is a shuffled copy of the posts (the recipe's "4 shuffled copies"),
-   joined as EOT + post + EOT + ... + EOT and cut into packed blocks: posts run across block edges,
-   nothing is padded. A reply whose parent is known is preceded by the parent and an EOT (parent + EOT +
-   reply + EOT, kept together when shuffled), and the parent's tokens are left out of the loss: the model
-   learns to answer what it reads, never to write the parent as a post of its own, and a plain post (read
-   after another post's EOT) is trained exactly as before.
+   joined as EOT + post + EOT + ... + EOT (BOS + post + EOS + ... for a tokenizer with its own beginning
+   token: bot/generation/framing.py) and cut into packed blocks: posts run across block edges, nothing is
+   padded. A reply whose parent is known is preceded by the parent in its own frame (parent + EOT + reply +
+   EOT, kept together when shuffled), and the parent's tokens are left out of the loss: the model learns to
+   answer what it reads, never to write the parent as a post of its own, and a plain post is trained
+   exactly as before.
 4. **Device and precision**: CUDA (bf16, else fp16 with a gradient scaler) or the CPU (bf16 autocast
    when the CPU does bf16 natively, else fp32; one core is left to the service). AdamW (fused where
    torch has it), cosine schedule with no warm-up, gradient clipping at 1.0, as the transformers
@@ -22,7 +26,8 @@ runs in a training child process (bot/training/child.py) and does, in order:
 6. **Progress**: `on_event` gets phase events ("load", "eval", "train", "save") and progress events at
    most every PROGRESS_EVERY_S seconds, plus the first and the last step. An exception raised by
    `on_event` stops the run; nothing is published.
-7. **Save** into `work_dir`: weights, tokenizer, generation defaults, training.json, loss.png,
+7. **Save** into `work_dir`: weights (or the adapter, naming its base), tokenizer, generation defaults,
+   training.json, loss.png,
    anticopy.json, a few samples drawn as predictions.png, the card README.md; then **publish**: the
    finished folder is renamed to `<models_dir>/<model_id>`, replacing an older model of that id only now.
 """
@@ -49,12 +54,13 @@ from ..devices import cpu_has_bf16
 from ..errors import ConfigError, ValidationError
 from ..generation import DEFAULTS, LoadedModel, generate
 from ..generation.anticopy import build_index
+from ..generation.framing import Framing, context_length
 from ..modelfolder import ANTICOPY_FILE, LOSS_FILE, PREDICTIONS_FILE, TRAINING_FILE, install
 from .tracking import Tracker
 from .card import write_card
 from .pictures import loss_png, predictions_png
 from .spec import TrainRequest, check_request, display_name_for
-from .tiny import ensure_tiny_base, make_readable
+from .tiny import TINY_BASES, ensure_tiny_base, make_readable
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5
@@ -81,13 +87,16 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     on_event({"type": "phase", "phase": "load"})
     source, kind = resolve_base(req.base_model, models_dir)
     model, tokenizer = load_base(source, req.base_model)
+    framing = Framing.of(tokenizer)
+    context = context_length(model.config) or MAX_BLOCK
     device = pick_device(req.device)
     precision = pick_precision(req.precision, device)
     threads = pick_threads(device)
     set_dropout(model, req.dropout)
+    if req.lora:
+        model = with_lora(model, req.lora_rank, base_reference(source, kind, req.base_model))
     model.to(device)
     autocast = autocast_for(device, precision)
-    eot = tokenizer.eos_token_id
 
     # 2-3. data ----------------------------------------------------------------------------------
     splits = [split_held_out(a.texts, req.eval_fraction, rng) for a in req.accounts]
@@ -97,16 +106,16 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     post_ids = tokenize(tokenizer, posts)
     parents = {reply: parent for a in req.accounts for reply, parent in (a.parents or {}).items()}
     context_ids = tokenize(tokenizer, [parents.get(post, "") for post in posts])  # [] for a plain post
-    eval_ids = join_posts(tokenize(tokenizer, held_out), eot) if held_out else []
-    stream_len = len(join_units(post_ids, context_ids, eot)[0])  # the same every epoch
-    block_size = pick_block_size(req.block_size, model.config.n_positions, stream_len)
+    eval_ids = join_posts(tokenize(tokenizer, held_out), framing) if held_out else []
+    stream_len = len(join_units(post_ids, context_ids, framing)[0])  # the same every epoch
+    block_size = pick_block_size(req.block_size, context, stream_len)
     blocks_per_epoch = len(block_starts(stream_len, block_size))
     total = req.epochs * math.ceil(blocks_per_epoch / req.batch_size)
     if req.max_steps:
         total = min(total, req.max_steps)
 
     # 4. optimiser and schedule ------------------------------------------------------------------
-    optimizer, fused = make_optimizer(model, req.lr)
+    optimizer, fused = make_optimizer(model, req.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
@@ -123,7 +132,7 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     model.train()
     for _ in range(req.epochs):
         order = rng.sample(range(len(post_ids)), len(post_ids))  # this epoch's shuffled copy of the posts
-        ids, labels = join_units([post_ids[i] for i in order], [context_ids[i] for i in order], eot)
+        ids, labels = join_units([post_ids[i] for i in order], [context_ids[i] for i in order], framing)
         blocks, label_blocks = pack(ids, block_size), pack(labels, block_size)
         for first in range(0, len(blocks), req.batch_size):
             if step == total:
@@ -165,12 +174,20 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
         ],
         "base_model": req.base_model,
         "base_model_kind": kind,
+        "base_model_source": base_reference(source, kind, req.base_model),
+        "architecture": model_type(model),
+        "adapter": "lora" if req.lora else None,
+        "framing": {"start": tokenizer.convert_ids_to_tokens(framing.start) if framing.start is not None else None,
+                    "end": tokenizer.eos_token},
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "hyperparameters": {
-            "epochs": req.epochs, "lr": req.lr, "schedule": "cosine, no warm-up",
+            "epochs": req.epochs, "lr": req.learning_rate, "schedule": "cosine, no warm-up",
             "optimizer": "AdamW (fused)" if fused else "AdamW", "weight_decay": WEIGHT_DECAY,
             "max_grad_norm": MAX_GRAD_NORM, "dropout": req.dropout, "batch_size": req.batch_size,
             "block_size": block_size,
             "seed": seed, "eval_fraction": req.eval_fraction, "max_steps": req.max_steps,
+            **({"lora_rank": req.lora_rank, "lora_alpha": 2 * req.lora_rank, "lora_targets": "all-linear"}
+               if req.lora else {}),
         },
         "device": str(device),
         "precision": precision,
@@ -189,7 +206,7 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
         "created_at": started_at.isoformat(timespec="seconds"),
     }
     info["generation"] = write_extras(work_dir, info, model, tokenizer, req, seed)
-    info["int8"] = convert_int8(work_dir) if req.int8 else None
+    info["int8"] = convert_int8(work_dir) if req.int8 and not req.lora else None  # a persona runs over its base
     info["train_seconds"] = round(train_seconds, 2)
     info["duration_s"] = round(time.perf_counter() - started, 2)
     info["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -220,9 +237,10 @@ def convert_int8(work_dir: Path) -> dict | None:
 
 
 def resolve_base(name: str, models_dir: Path) -> tuple[str, str]:
-    """(what from_pretrained gets, "tiny" | "local" | "hub")."""
-    if name == "tiny":
-        return str(ensure_tiny_base(models_dir)), "tiny"
+    """(what from_pretrained gets, "tiny" | "local" | "hub"). "tiny", "tiny-llama", "tiny-qwen2": the offline
+    demo models (bot/training/tiny.py)."""
+    if name in TINY_BASES:
+        return str(ensure_tiny_base(models_dir, name)), "tiny"
     path = Path(name).expanduser()
     if path.is_dir():
         return str(path), "local"
@@ -232,7 +250,7 @@ def resolve_base(name: str, models_dir: Path) -> tuple[str, str]:
 
 
 def load_base(source: str, name: str):
-    """The model (fp32 weights) and its tokenizer, which must use the recipe's end-of-text token."""
+    """The model (fp32 weights) and its tokenizer, which must have an end-of-sequence token (it ends posts)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -243,13 +261,34 @@ def load_base(source: str, name: str):
     except (OSError, ValueError, KeyError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"cannot load base model {name!r}: {reason}") from None
-    if tokenizer.eos_token != EOT:
-        raise ConfigError(f"cannot use base model {name!r}: its end-of-text token is {tokenizer.eos_token!r}, "
-                          f"not GPT-2's {EOT!r}")
-    tokenizer.pad_token = tokenizer.eos_token
-    if not hasattr(model.config, "n_positions"):
-        model.config.n_positions = getattr(model.config, "max_position_embeddings", MAX_BLOCK)
+    if tokenizer.eos_token_id is None:
+        raise ConfigError(f"cannot use base model {name!r}: its tokenizer has no end-of-sequence token to end "
+                          "posts with")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def base_reference(source: str, kind: str, name: str) -> str:
+    """How an adapter names its base: the hub id, or the absolute path of a local base (the tiny one too)."""
+    return name if kind == "hub" else str(Path(source).resolve())
+
+
+def with_lora(model, rank: int, base: str):
+    """The model wrapped by peft with a LoRA adapter of `rank` on every linear layer (the output layer
+    excepted), alpha 2 x rank, no dropout; only the adapter's weights train."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ConfigError("LoRA training needs peft: pip install 'mimicbot[lora]'") from None
+    model.config._name_or_path = base  # recorded as the adapter's base_model_name_or_path
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear",
+                        task_type="CAUSAL_LM", base_model_name_or_path=base)
+    return get_peft_model(model, config)
+
+
+def model_type(model) -> str | None:
+    return getattr(getattr(model, "config", None), "model_type", None)
 
 
 # -- 3. data --------------------------------------------------------------------------------------------
@@ -291,29 +330,18 @@ def tokenize(tokenizer, posts: list[str]) -> list[list[int]]:
     return [by_text[p] for p in posts]
 
 
-def join_posts(post_ids: list[list[int]], eot: int) -> list[int]:
-    """The recipe's text as token ids: EOT + posts joined by EOT + EOT."""
-    out = [eot]
-    for ids in post_ids:
-        out += ids
-        out.append(eot)
-    return out
+def join_posts(post_ids: list[list[int]], framing: Framing | int) -> list[int]:
+    """The recipe's text as token ids: EOT + posts joined by EOT + EOT (GPT-2; an int is its EOT id), or each
+    post framed BOS + post + EOS for a tokenizer with a beginning token (bot/generation/framing.py)."""
+    return join_units(post_ids, [[]] * len(post_ids), framing)[0]
 
 
-IGNORE = -100  # a label the loss leaves out (transformers' convention)
-
-
-def join_units(post_ids: list[list[int]], context_ids: list[list[int]], eot: int) -> tuple[list[int], list[int]]:
+def join_units(post_ids: list[list[int]], context_ids: list[list[int]], framing: Framing | int
+               ) -> tuple[list[int], list[int]]:
     """The training stream and its labels. Without contexts: `join_posts`, every token a label. A post with a
-    context (a reply's parent) is preceded by it and an EOT, which are not labels (IGNORE)."""
-    ids, labels = [eot], [eot]
-    for post, context in zip(post_ids, context_ids):
-        if context:
-            ids += context + [eot]
-            labels += [IGNORE] * (len(context) + 1)
-        ids += post + [eot]
-        labels += post + [eot]
-    return ids, labels
+    context (a reply's parent) is preceded by it, framed, and those tokens are not labels (IGNORE)."""
+    framing = framing if isinstance(framing, Framing) else Framing(end=framing)
+    return framing.stream(post_ids, context_ids)
 
 
 def pick_block_size(requested: int | None, context: int, stream_len: int) -> int:
@@ -457,17 +485,28 @@ class Progress:
 
 
 def save_model(model, tokenizer, out: Path) -> None:
-    """Weights, tokenizer and the recipe's generation defaults. `config.prefix` is what the transformers
-    text-generation pipeline puts before every prompt, as huggingtweets' models did."""
+    """Weights (or the LoRA adapter), tokenizer and the recipe's generation defaults. `config.prefix` is what
+    the transformers text-generation pipeline puts before every prompt, as huggingtweets' models did: the
+    end-of-text token for GPT-2, the beginning token for a tokenizer that has one and does not add it itself."""
     from transformers import GenerationConfig
 
-    eot = tokenizer.eos_token_id
-    model.config.prefix = EOT
-    model.generation_config = GenerationConfig(**GENERATION, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
-                                               prefix=EOT)
+    framing = Framing.of(tokenizer)
+    prefix = pipeline_prefix(tokenizer, framing)
+    model.config.prefix = prefix
+    generation = GenerationConfig(**GENERATION, bos_token_id=framing.start if framing.start is not None else framing.end,
+                                  eos_token_id=framing.end, pad_token_id=tokenizer.pad_token_id, prefix=prefix)
+    model.generation_config = generation
     model.save_pretrained(out)
+    generation.save_pretrained(out)  # an adapter's save_pretrained writes none
     tokenizer.save_pretrained(out)
     make_readable(out)
+
+
+def pipeline_prefix(tokenizer, framing: Framing) -> str:
+    """The text `pipeline()` should put before a prompt so that the model reads what it read before every post."""
+    added = tokenizer("a")["input_ids"][:1]  # a tokenizer may add its beginning token by itself
+    head = framing.prompt([])
+    return "" if added == head[-1:] and len(head) == 1 else tokenizer.decode(head)
 
 
 def write_extras(out: Path, info: dict, model, tokenizer, req: TrainRequest, seed: int) -> dict:
@@ -479,7 +518,8 @@ def write_extras(out: Path, info: dict, model, tokenizer, req: TrainRequest, see
     result = generate(LoadedModel(req.model_id, model, tokenizer, dict(DEFAULTS), index), DEFAULT_PROMPT,
                       CARD_SAMPLES, seed=seed, extra_rounds=1)
     predictions_png(out / PREDICTIONS_FILE, info["accounts"], DEFAULT_PROMPT, result.texts)
-    return {**GENERATION, "prefix": EOT, "prompt": DEFAULT_PROMPT, "samples": result.texts, "refused": result.rejected}
+    return {**GENERATION, "prefix": model.config.prefix, "prompt": DEFAULT_PROMPT, "samples": result.texts,
+            "refused": result.rejected}
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -489,4 +529,9 @@ def write_json(path: Path, data: dict) -> None:
 def versions() -> dict:
     import transformers
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()}
+    found = {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()}
+    try:
+        import peft
+    except ImportError:
+        return found
+    return {**found, "peft": peft.__version__}

@@ -136,6 +136,16 @@ async def test_slash_train_acknowledges_at_once_and_cancel_stops_it(world, slash
     assert any(c.method == "PATCH" for c in run.calls[2:])
 
 
+async def test_slash_train_can_ask_for_a_lora_adapter(world, slash):
+    """/train lora:True queues a LoRA job (the service's request says so); without it, a full fine-tune."""
+    await slash.invoke("train", by=world.admin, handles="ada_bytes", lora=True)
+    (job,) = world.mimic.jobs()
+    assert job["request"]["lora"] is True and job["request"]["lora_rank"] == 8
+    await slash.invoke("cancel", by=world.admin, job=job["id"])
+    assert world.mimic.job(job["id"])["state"] == job_rows.CANCELLED
+    await wait_until(lambda: job["id"] not in world.bot.get_cog("Training").watchers)
+
+
 async def test_jobs_status_and_the_per_server_queue_cap(world, slash):
     await world.say("!config max-queue 1", member=world.admin)
     (status,) = await world.say("!train ada_bytes", member=world.admin)

@@ -86,19 +86,20 @@ class Training(commands.Cog):
     @commands.dynamic_cooldown(_train_cooldown, commands.BucketType.user)
     @app_commands.describe(handles="One to three accounts, separated by spaces or commas (three make a cyborg)",
                            epochs="Passes over the posts (default 4, the recipe's)",
-                           base_model="The model to fine-tune (default: the bot's)")
+                           base_model="The model to fine-tune (default: the bot's)",
+                           lora="Train a small LoRA adapter over the base instead of the whole model")
     async def train(self, ctx: MimicContext, handles: str, epochs: commands.Range[int, 1, 20] = None,
-                    base_model: str = None) -> None:  # not Optional[...]: a bad epochs is an error, not skipped
+                    base_model: str = None, lora: bool = None) -> None:  # not Optional[...]: a bad epochs is an error
         """Train a model on one to three accounts' posts; progress shows in a message that keeps updating.
 
-        Example: `!train ada_bytes` or `!train ada_bytes,grace_gardens 2`"""
+        Example: `!train ada_bytes`, `!train ada_bytes,grace_gardens 2` or `!train ada_bytes 4 tiny True`"""
         await ctx.defer()  # a slash command must be answered within 3 s; this says "thinking…"
         try:
             specs = parse_handles(handles, ctx.guild.id)
             await self._check_members(ctx, specs)
             base = self._base_model(base_model)
             await self._check_queue(ctx)
-            request = await ctx.mimic.build_request(specs, epochs=epochs, base_model=base,
+            request = await ctx.mimic.build_request(specs, epochs=epochs, base_model=base, lora=lora or None,
                                                     max_steps=ctx.options.train_max_steps)
             job = await ctx.run(ctx.mimic.submit, request, requested_by=ctx.requested_by, guild_id=ctx.guild.id,
                                 status_channel_id=ctx.channel.id)
