@@ -321,7 +321,8 @@ def test_tiny_base_survives_a_race(tmp_path):
 
 
 def test_a_known_parent_is_read_before_its_reply_outside_the_loss():
-    from bot.training.trainer import IGNORE, join_units
+    from bot.generation.framing import IGNORE
+    from bot.training.trainer import join_units
 
     eot = 0
     ids, labels = join_units([[5, 6], [7, 8, 9]], [[], [3, 4]], eot)
