@@ -175,13 +175,7 @@ async def run(steps: int, idle_seconds: float, writer_seconds: float, writer_onl
     settings = Settings(mimicbot_data_dir=tmp / "data", mimicbot_models_dir=tmp / "models", _env_file=None)
     bot = Mimicbot(settings)
     await bot.fetch([str(sample_path("ada_bytes")), str(sample_path("grace_gardens"))])
-    idle: list[float] = []
-    stop = asyncio.Event()
-    task = asyncio.create_task(probe(idle, stop))
-    await asyncio.sleep(idle_seconds)
-    stop.set()
-    await task
-    idle_figures = {"idle_samples": len(idle), "idle_lag_p50_ms": pct(idle, 0.5), "idle_lag_p99_ms": pct(idle, 0.99)}
+    idle_figures = await idle_phase(idle_seconds)
 
     if writer_only:  # a queued job for the status writes; nothing trains
         base = "tiny"
@@ -222,18 +216,22 @@ async def run(steps: int, idle_seconds: float, writer_seconds: float, writer_onl
     }
 
 
+async def idle_phase(seconds: float) -> dict:
+    """The event loop's lag with nothing else running: the baseline of every phase."""
+    idle: list[float] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(probe(idle, stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await task
+    return {"idle_samples": len(idle), "idle_lag_p50_ms": pct(idle, 0.5), "idle_lag_p99_ms": pct(idle, 0.99)}
+
+
 async def run_generation(idle_seconds: float, seconds_after: float) -> dict:
     import os
 
     tmp = Path(tempfile.mkdtemp(prefix="mimicbot-lag-"))
-    idle: list[float] = []
-    stop = asyncio.Event()
-    task = asyncio.create_task(probe(idle, stop))
-    await asyncio.sleep(idle_seconds)
-    stop.set()
-    await task
-    figures = {"load_average_before": [round(x, 2) for x in os.getloadavg()], "idle_samples": len(idle),
-               "idle_lag_p50_ms": pct(idle, 0.5), "idle_lag_p99_ms": pct(idle, 0.99)}
+    figures = {"load_average_before": [round(x, 2) for x in os.getloadavg()], **await idle_phase(idle_seconds)}
     figures.update(await generation_phase(tmp, seconds_after))
     figures["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return figures
