@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass
 
 import discord
@@ -209,6 +210,23 @@ async def test_the_slash_commands_answer_only_the_member(server):
     answer = await server.wait_for_sent(lambda e: e.get("token") == token and (e["body"].get("content") or ""))
     assert answer["body"]["content"] == "You had not opted in here: nothing of yours is stored."
     assert server.all_posts() == 0
+
+
+async def test_a_read_begun_before_a_change_is_not_kept_after_it(server):
+    """A message arriving as an admin enables a channel starts a read of the server's state; when that read returns
+    after the change (stale), it must not be cached over the change, or the next `!optin` finds no channel enabled."""
+    cog = server.bot.get_cog("Learning")
+    cog.invalidate(server.guild_id)
+    reading = asyncio.create_task(cog.state(server.guild_id))
+    for _ in range(3):  # the read starts in its threads (state, then gather's tasks, then to_thread)...
+        await asyncio.sleep(0)
+    time.sleep(0.5)  # ...and finishes while the loop is held here, before this change:
+    server.mimic.set_guild_setting(server.guild_id, "learn_channels", [int(server.general["id"])])
+    cog.invalidate(server.guild_id)
+    stale, _ = await reading
+    assert stale == set()
+    channels, _ = await cog.state(server.guild_id)
+    assert channels == {int(server.general["id"])}
 
 
 async def test_declining_stores_nothing(server):

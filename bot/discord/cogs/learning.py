@@ -55,6 +55,7 @@ class Learning(commands.Cog):
         self.bot = bot
         self.tasks: dict[tuple[int, int], asyncio.Task] = {}  # (guild, member) -> its backfill
         self._cache: dict[int, tuple[float, set[int], set[int]]] = {}  # guild -> (read at, channels, members)
+        self._changes: dict[int, int] = {}  # guild -> how many times its state was invalidated
         self._again: set[tuple[int, int]] = set()  # backfills to run over the channel list once more
 
     async def cog_unload(self) -> None:
@@ -71,14 +72,17 @@ class Learning(commands.Cog):
         change made here; the service checks consent again on every write)."""
         cached = self._cache.get(guild_id)
         if cached is None or time.monotonic() - cached[0] > CACHE_S:
+            change = self._changes.get(guild_id, 0)
             config, members = await asyncio.gather(
                 asyncio.to_thread(guild_config.load, self.bot.mimic, guild_id),
                 asyncio.to_thread(self.bot.mimic.consenting_members, guild_id))
             cached = (time.monotonic(), set(config.learn_channels), {m["user_id"] for m in members})
-            self._cache[guild_id] = cached
+            if self._changes.get(guild_id, 0) == change:  # a read begun before a change must not outlive it
+                self._cache[guild_id] = cached
         return cached[1], cached[2]
 
     def invalidate(self, guild_id: int) -> None:
+        self._changes[guild_id] = self._changes.get(guild_id, 0) + 1
         self._cache.pop(guild_id, None)
 
     def learnable(self, message: discord.Message, channels: set[int]) -> bool:
