@@ -187,6 +187,7 @@ def test_post_dry_run_needs_no_credentials(cli, settings, trained_models, monkey
 # -- 6. no network: fail fast when the base model is not cached ----------------------------------------------
 
 
+@pytest.mark.slow  # starts a process
 def test_train_without_the_hub_fails_within_seconds_with_the_offline_hint(cli, settings, tmp_path):
     """The installed script, as a person runs it: gpt2 (the default) is not cached (an empty HF_HOME) and the hub
     does not answer (a closed port): one line naming the way out, within seconds, nothing queued."""
@@ -217,6 +218,7 @@ def test_a_name_that_cannot_be_a_hub_id_is_never_tried(settings, monkeypatch):
 # -- 7. tables never cut ids or handles ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # starts a process
 def test_tables_keep_ids_and_handles_whole_at_80_columns(settings):
     """The console script at COLUMNS=80: every id and handle a person must type appears whole on one line; the
     other columns give way. A table that cannot fit even so is printed wider rather than cut."""
@@ -305,6 +307,7 @@ def test_demo_refuses_bad_options_before_fetching_the_sample(cli, settings, args
 # -- 11. help and messages -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # starts a process
 def test_version_from_the_console_script(settings):
     result = run_script(settings, "--version", timeout=60)
     assert result.returncode == 0, result.stderr
@@ -340,6 +343,7 @@ def test_env_example_points_only_at_files_that_exist():
     assert [name for name in referenced if not (ROOT / name).exists()] == []
 
 
+@pytest.mark.slow  # starts a process
 def test_no_voice_warnings_from_a_discord_client():
     """The bot has no voice features: building a client through the Discord face prints no PyNaCl/davey warning."""
     code = ("import logging; logging.basicConfig(level=logging.WARNING)\n"

@@ -95,8 +95,8 @@ def test_log_file_rotates(secret_settings):
     settings = secret_settings.model_copy(update={"mimicbot_log_file_mb": 1, "mimicbot_log_backups": 2})
     setup_logging("INFO", settings)
     log = logging.getLogger("bot.test")
-    line = "x" * 1000
-    for _ in range(2600):  # about 2.7 MB of log: two rotations
+    line = "x" * 10_000
+    for _ in range(260):  # about 2.6 MB of log: two rotations
         log.info(line)
     path = log_file_for(settings)
     rotated = sorted(p.name for p in path.parent.iterdir())
