@@ -428,13 +428,19 @@ class Mimicbot:
         """Store a schedule (UnknownModel, ValidationError for a bad cron, interval, zone, target or prompt).
         `prompt`: a fixed opener for its posts (None: the model writes each post whole)."""
         self.model(model_id)
-        return _timed(self.schedules.add(model_id, target, cron=cron, every=every, timezone=timezone,
-                                         require_approval=require_approval, approval_channel_id=approval_channel_id,
-                                         prompt=prompt))
+        return self._shown(self.schedules.add(model_id, target, cron=cron, every=every, timezone=timezone,
+                                              require_approval=require_approval,
+                                              approval_channel_id=approval_channel_id, prompt=prompt))
 
     def list_schedules(self) -> list[dict]:
-        """Every schedule, with `next_fire` (ISO, None while paused) and a readable `when`."""
-        return [_timed(row) for row in self.schedules.list()]
+        """Every schedule, with `next_fire` (ISO, None while paused), a readable `when` and `missing_credentials`."""
+        return [self._shown(row) for row in self.schedules.list()]
+
+    def _shown(self, schedule: dict) -> dict:
+        """A schedule as the faces show it: `_timed`, and `missing_credentials`, the settings its target's network
+        still lacks here (a firing fails until they are set; empty when configured)."""
+        network = schedule["target"].partition(":")[0]
+        return {**_timed(schedule), "missing_credentials": self.settings.missing_credentials(network)}
 
     def remove_schedule(self, schedule_id: int) -> dict:
         return _timed(self.schedules.remove(schedule_id))

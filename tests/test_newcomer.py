@@ -410,3 +410,21 @@ def test_schedule_add_refuses_what_cannot_work(cli, settings, args, message):
     assert rows(settings, "schedules") == []
     ok = cli("schedule", "add", "ada_bytes", "--to", "x", "--cron", "0 9 29 2 *")  # leap days do come
     assert ok.exit_code == 0, ok.output
+
+
+def test_a_schedule_to_a_network_without_keys_says_it_will_post_nothing(cli, settings, monkeypatch):
+    """Accepted (the keys may come later), but said at once rather than found at the first firing."""
+    model_folder(settings.models_dir, "ada_bytes")
+    added = cli("schedule", "add", "ada_bytes", "--to", "bsky", "--every", "2h")
+    assert added.exit_code == 0, added.output
+    said = " ".join(added.output.split())  # as read, whatever the terminal's width
+    assert "nothing will be posted to bsky until BLUESKY_HANDLE, BLUESKY_APP_PASSWORD are set" in said
+    listed = json.loads(cli("schedule", "list", "--json").stdout)
+    assert listed[0]["missing_credentials"] == ["BLUESKY_HANDLE", "BLUESKY_APP_PASSWORD"]
+    assert "needs keys" in cli("schedule", "list").stdout
+
+    monkeypatch.setenv("BLUESKY_HANDLE", "ada.example.com")
+    monkeypatch.setenv("BLUESKY_APP_PASSWORD", "abcd-efgh-ijkl-mnop")
+    again = cli("schedule", "add", "ada_bytes", "--to", "bsky", "--every", "3h")
+    assert again.exit_code == 0 and "warning" not in again.output
+    assert [r["missing_credentials"] for r in json.loads(cli("schedule", "list", "--json").stdout)] == [[], []]

@@ -21,11 +21,14 @@ app.add_typer(outgoing_app, name="outgoing")
 
 TARGETS_HELP = "where to post: x, bsky, mastodon or discord:CHANNEL_ID"
 SCHEDULE_COLUMNS = ("id", "model_id", "target", "when", "prompt", "require_approval", "paused", "next_fire",
-                    "last_fire_at", "last_status", "last_error")
+                    "last_fire_at", "last_status", "last_error", "missing_credentials")
 
 
 def _show_schedule(row: dict, verb: str) -> None:
     out.print(f"schedule {row['id']} {verb}: {row['model_id']} → {row['target']}", highlight=False)
+    if row.get("missing_credentials"):
+        out.print(f"[yellow]warning:[/] nothing will be posted to {row['target']} until "
+                  f"{', '.join(row['missing_credentials'])} are set (in the environment or .env)", highlight=False)
 
 
 @schedule_app.command("add")
@@ -64,7 +67,8 @@ def schedule_list(as_json: bool = typer.Option(False, "--json")) -> None:
     print_table(
         ["id", "model", "to", "when", "approval", "state", "next", "last"],
         [[str(r["id"]), r["model_id"], r["target"], r["when"], "yes" if r["require_approval"] else "",
-          "paused" if r["paused"] else "active", when(r["next_fire"]),
+          ("paused" if r["paused"] else "active") + (", needs keys" if r["missing_credentials"] else ""),
+          when(r["next_fire"]),
           f"{r['last_status'] or ''} {r['last_error'] or ''}".strip()] for r in rows],
         keys=("id", "model", "to", "state"))
 

@@ -77,8 +77,11 @@ async def test_schedule_commands(world, slash):
     assert world.mimic.schedules.get(2)["paused"] == 1
     (reply,) = await world.say("!schedule", member=world.admin)
     assert "(paused)" in reply.content and "`1`" in reply.content
+    assert "posts nothing until" not in reply.content  # X has its keys here; this bot posts to its own channels
     await world.say("!schedule remove 1", member=world.admin)
     assert [r["id"] for r in world.mimic.list_schedules()] == [2]
+    run = await slash.invoke("schedule add", by=world.admin, model=TRAINED_MODEL, when="2h", to="bsky")
+    assert "posts nothing until BLUESKY_HANDLE, BLUESKY_APP_PASSWORD are set" in run.text
 
 
 def draft_payloads(no_pings) -> list[dict]:

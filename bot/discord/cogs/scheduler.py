@@ -196,7 +196,10 @@ def schedule_line(row: dict) -> str:
     approval = ", needs approval" if row["require_approval"] else ""
     last = f", last: {row['last_status']}" if row.get("last_status") else ""
     opener = f", opens with “{row['prompt']}”" if row.get("prompt") else ""
-    return neutralise(f"`{row['id']}` {row['model_id']} → {row['target']}, {row['when']}{opener}{approval} ({state}{last})")
+    missing = [] if row["target"].startswith("discord:") else row.get("missing_credentials")  # this bot posts those
+    keys = f"; posts nothing until {', '.join(missing)} are set" if missing else ""
+    return neutralise(f"`{row['id']}` {row['model_id']} → {row['target']}, {row['when']}{opener}{approval} "
+                      f"({state}{last}{keys})")
 
 
 async def setup(bot) -> None:
