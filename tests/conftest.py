@@ -9,6 +9,10 @@ import pytest
 # The int8 path (CTranslate2) converts every model on first use in a background process: the suite runs the
 # transformers path, which stays the fallback, and tests/test_int8.py turns int8 on where it tests it.
 os.environ.setdefault("MIMICBOT_INT8", "off")
+# One torch thread per process (this one, its training children, and each `-n` worker): the suite's models are
+# tiny, and on a shared 2-core machine two threads per tiny model mostly wait for each other (the fast subset's
+# model tests took 22.7 s on two threads against 5.8 s on one, load average 3).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from bot.config import Settings
 
