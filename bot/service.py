@@ -182,11 +182,26 @@ class Mimicbot:
 
             if importlib.util.find_spec("peft") is None:
                 raise ValidationError("LoRA training needs peft, which is not installed: pip install 'mimicbot[lora]'")
+        if hyper.get("qlora") and self.settings.mimicbot_executor == "local":
+            self._check_qlora()  # on Ray the node trains, and its trainer checks its own GPU
         context = base_model_context(hyper["base_model"], self.settings.models_dir, self.settings.hf_endpoint)
         block_size = hyper.get("block_size")
         if context and block_size and block_size > context:
             raise ValidationError(f"block_size {block_size} is longer than the base model's context ({context} "
                                   f"tokens of {hyper['base_model']})")
+
+    @staticmethod
+    def _check_qlora() -> None:
+        """A QLoRA job trains here: refused now, rather than in the training child, without a CUDA GPU or
+        bitsandbytes (bot/training/qlora.py)."""
+        import torch
+
+        from .training import qlora
+
+        try:
+            qlora.check(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        except MimicbotError as e:
+            raise ValidationError(str(e)) from None
 
     def _check_fetchable(self, specs: list[str]) -> None:
         """An X handle that names no stored account can only be fetched with X credentials: without them, a name

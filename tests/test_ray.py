@@ -6,6 +6,7 @@ lands in the models directory, through a shared folder or uploaded from the node
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 from contextlib import aclosing
 from pathlib import Path
@@ -18,7 +19,9 @@ from bot.service import Mimicbot
 from bot.training import jobs
 from bot.training.follow import follow
 from bot.training.pool import TrainingPool
-from bot.training.ray_executor import RayExecutor, install_archive, pack_dir
+from bot.modelfolder import adapter_base
+from bot.training.ray_executor import RayExecutor, install_archive, pack_dir, rebase_adapter
+from bot.training.tiny import tiny_dir
 from bot.training.supervisor import LocalExecutor, executor_for
 from bot.training.supervisor import log_path_for
 
@@ -163,3 +166,48 @@ def test_an_archive_round_trip_publishes_atomically(tmp_path):
     assert (final / "config.json").read_text() == '{"a": 1}'
     assert (final / "sub" / "w.bin").read_bytes() == bytes(range(256)) * 10
     assert not (final / "old.txt").exists() and not work.exists()
+
+
+async def test_an_uploaded_lora_persona_ships_its_adapter_and_names_a_base_this_host_loads(local_ray, bot):
+    """With "upload" storage a LoRA persona comes back as its adapter folder (no base weights). Its base, the tiny
+    one, was built in the node's scratch folder, which is gone once the task ends: the installed adapter names this
+    host's tiny base instead, and generates over it."""
+    pool = TrainingPool(bot.store, bot.settings.model_copy(update={"mimicbot_ray_storage": "upload"}), workers=1)
+    await pool.start()
+    try:
+        req = await bot.build_request(["ada_bytes"], base_model="tiny", lora=True, seed=1, max_steps=2)
+        job = await pool.submit(req, requested_by="test")
+        await run_to_end(pool, job["id"])
+    finally:
+        await pool.close()
+    final = bot.job(job["id"])
+    assert final["state"] == jobs.SUCCEEDED, final["error"]
+    folder = bot.settings.models_dir / "ada_bytes"
+    files = {p.name for p in folder.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "training.json", "README.md"} <= files
+    assert not files & {"config.json", "model.safetensors", "pytorch_model.bin"}  # no base weights shipped
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 3 * 2**20
+    here = str(tiny_dir(bot.settings.models_dir).resolve())
+    assert adapter_base(folder) == here and (Path(here) / "config.json").is_file()
+    assert json.loads((folder / "training.json").read_text())["base_model_source"] == here
+    shown = bot.model("ada_bytes")
+    assert shown["adapter"] == "lora" and shown["base_model"] == here
+    result = await bot.agenerate("ada_bytes", n=2, seed=3)  # the persona loads over this host's base and samples
+    assert result.attempts >= 2 and result.model_id == "ada_bytes"
+
+
+def test_rebase_leaves_hub_bases_and_whole_models_alone(tmp_path):
+    adapter = tmp_path / "a"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "HuggingFaceTB/SmolLM2-135M"}))
+    assert rebase_adapter(adapter, "HuggingFaceTB/SmolLM2-135M", tmp_path / "models") is None
+    assert adapter_base(adapter) == "HuggingFaceTB/SmolLM2-135M"
+    local = tmp_path / "my-base"
+    local.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/node/only/my-base"}))
+    assert rebase_adapter(adapter, str(local), tmp_path / "models") == str(local.resolve())
+    assert adapter_base(adapter) == str(local.resolve())
+    whole = tmp_path / "w"
+    whole.mkdir()
+    (whole / "config.json").write_text("{}")
+    assert rebase_adapter(whole, "tiny", tmp_path / "models") is None and not (tmp_path / "models").exists()

@@ -62,7 +62,9 @@ def show_table(info: dict) -> Table:
         ("model", info["id"]), ("name", info["display_name"]),
         ("accounts", ", ".join("@" + h for h in info["accounts"])),
         ("created", info["created_at"]), ("base model", info.get("base_model") or record.get("base_model")),
-        ("adapter", f"LoRA, rank {hyper.get('lora_rank')}" if info.get("adapter") == "lora" else None),
+        ("adapter", f"LoRA, rank {hyper.get('lora_rank')}"
+         + (" (trained over a 4-bit base: QLoRA)" if record.get("quantization") else "")
+         if info.get("adapter") == "lora" else None),
         ("steps", record.get("steps")), ("epochs", hyper.get("epochs")), ("learning rate", hyper.get("lr")),
         ("seed", hyper.get("seed")), ("device", record.get("device")), ("precision", record.get("precision")),
         ("train seconds", record.get("train_seconds")),

@@ -35,6 +35,8 @@ def train(
     lora: bool = typer.Option(False, "--lora", help="train a LoRA adapter (a few MB, served over a shared base) "
                               "instead of the whole model; needs mimicbot[lora]"),
     lora_rank: int = typer.Option(None, "--lora-rank", help="the adapter's rank (default 8); implies --lora"),
+    qlora: bool = typer.Option(False, "--qlora", help="QLoRA: train the adapter over the base loaded 4-bit "
+                               "(a CUDA GPU only; needs mimicbot[qlora]); implies --lora"),
     block_size: int = typer.Option(None, "--block-size", help="tokens per block (default: the model's context)"),
     batch_size: int = typer.Option(None, "--batch-size", help="blocks per optimizer step (default 1)"),
     dropout: float = typer.Option(None, "--dropout", help="dropout while fine-tuning (default 0; the recipe's 0.1)"),
@@ -50,8 +52,9 @@ def train(
     try:
         req = asyncio.run(bot.build_request(sources, base_model=base_model, epochs=epochs, lr=lr,
                                             block_size=block_size, batch_size=batch_size, seed=seed, dropout=dropout,
-                                            max_steps=max_steps, lora=(lora or lora_rank is not None) or None,
-                                            lora_rank=lora_rank))
+                                            max_steps=max_steps,
+                                            lora=(lora or qlora or lora_rank is not None) or None,
+                                            lora_rank=lora_rank, qlora=qlora or None))
         if queue:
             _queued(bot.submit(req, requested_by="cli"), as_json)
             return
@@ -181,7 +184,8 @@ def jobs_show(job_id: int = typer.Argument(...), as_json: bool = typer.Option(Fa
         ("job", job["id"]), ("model", job["model_id"]), ("state", job["state"]),
         ("accounts", ", ".join(f"@{a['handle']} ({a['network']})" for a in req["accounts"])),
         ("base model", req["base_model"]), ("epochs", req["epochs"]), ("learning rate", req["lr"] if req["lr"] is not None else "default"),
-        ("adapter", f"LoRA, rank {req.get('lora_rank')}" if req.get("lora") else None),
+        ("adapter", f"{'QLoRA (4-bit base)' if req.get('qlora') else 'LoRA'}, rank {req.get('lora_rank')}"
+         if req.get("lora") else None),
         ("max steps", req["max_steps"]), ("requested by", job["requested_by"]),
         ("created", job["created_at"]), ("started", job["started_at"]), ("finished", job["finished_at"]),
         ("phase", job["phase"]), ("progress", _progress(job)), ("loss", _fmt(job["loss"], "{:.3f}")),

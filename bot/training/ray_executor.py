@@ -16,7 +16,9 @@ Where the model lands (MIMICBOT_RAY_STORAGE):
   (NFS, CephFS, ...). The task trains in `<models_dir>/.work/job-N` and publishes by a rename, as locally.
 - "upload": nodes share nothing. The task trains in a scratch folder of its node and returns the finished
   model folder as a tar archive through Ray's object store; the supervisor unpacks it into its work dir and
-  publishes it into its own models directory.
+  publishes it into its own models directory. A LoRA persona ships as its adapter folder (a few MB, never its
+  base's weights); an adapter whose base was a folder on the node (the tiny base in the node's scratch folder, a
+  local base) is made to name this host's copy of that base before it is installed (`rebase_adapter`).
 
 Every node needs mimicbot installed at the same version (the project's Docker image, with the `ray` extra).
 W&B tracking settings (MIMICBOT_WANDB, WANDB_PROJECT, WANDB_ENTITY) are passed to the task; its API key is
@@ -85,7 +87,7 @@ class RayExecutor:
         jobs.set_worker(store, job_id, None)  # no local process: the job runs on the cluster
         log.info("job %s: training %s on Ray (%s storage)", job_id, req.model_id, "upload" if self.upload else "shared")
         final_dir = Path(req.models_dir) / req.model_id
-        return RayRun(ray, channel, task, work_dir, final_dir if self.upload else None)
+        return RayRun(ray, channel, task, work_dir, final_dir if self.upload else None, req.base_model)
 
     def _forwarded_env(self) -> dict[str, str]:
         values = {name: getattr(self.settings, field) for name, field in FORWARDED_ENV.items()}
@@ -97,9 +99,9 @@ class RayRun:
     has ended and every message it sent has been read); `end` cancels a task that is not finishing; `complete`
     installs an uploaded model."""
 
-    def __init__(self, ray, channel, task, work_dir: Path, upload_to: Path | None):
+    def __init__(self, ray, channel, task, work_dir: Path, upload_to: Path | None, base_model: str = "gpt2"):
         self.ray, self.channel, self.task = ray, channel, task
-        self.work_dir, self.upload_to = work_dir, upload_to
+        self.work_dir, self.upload_to, self.base_model = work_dir, upload_to, base_model
         self.buffer: deque[dict] = deque()
         self.ended = False
 
@@ -131,7 +133,7 @@ class RayRun:
 
     def complete(self, outcome: Outcome) -> Outcome:
         if self.upload_to is not None:
-            final = install_archive(self.ray.get(self.task), self.work_dir, self.upload_to)
+            final = install_archive(self.ray.get(self.task), self.work_dir, self.upload_to, self.base_model)
             outcome.result = {**(outcome.result or {}), "path": str(final)}
         return outcome
 
@@ -207,12 +209,48 @@ def pack_dir(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-def install_archive(archive: bytes, work_dir: Path, final_dir: Path) -> Path:
-    """Unpack a model archive into `work_dir`, then install it at `final_dir` as the trainer does."""
+def install_archive(archive: bytes, work_dir: Path, final_dir: Path, base_model: str | None = None) -> Path:
+    """Unpack a model archive into `work_dir`, then install it at `final_dir` as the trainer does (a LoRA persona
+    made to name this host's copy of its base first: `rebase_adapter`)."""
     from ..modelfolder import install
 
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r") as tar:
         tar.extractall(work_dir, filter="data")  # refuses absolute paths, '..' and links out of work_dir
+    if base_model is not None:
+        rebase_adapter(work_dir, base_model, final_dir.parent)
     return install(work_dir, final_dir)
+
+
+def rebase_adapter(folder: Path, base_model: str, models_dir: Path) -> str | None:
+    """An uploaded LoRA adapter names its base as the node saw it: a hub id (loadable anywhere), or the path of a
+    folder on the node: the tiny base in the node's scratch folder (deleted with it), or a local base. Make it name
+    this host's copy instead: the tiny base of `models_dir` (built here when missing: the same inputs make the same
+    files), or the request's local folder as this host resolves it (the request was checked against it before it
+    was queued). Rewrites adapter_config.json, training.json's `base_model_source` and the card; returns the base
+    now named (None: not an adapter, or a hub base, left as it is)."""
+    import json
+
+    from ..atomic import write_atomic
+    from ..modelfolder import ADAPTER_FILE, TRAINING_FILE, is_adapter
+    from .card import write_card
+    from .tiny import TINY_BASES, ensure_tiny_base
+
+    if not is_adapter(folder):
+        return None
+    if base_model in TINY_BASES:
+        base = str(ensure_tiny_base(models_dir, base_model).resolve())
+    elif Path(base_model).expanduser().is_dir():
+        base = str(Path(base_model).expanduser().resolve())
+    else:
+        return None
+    for name, key in ((ADAPTER_FILE, "base_model_name_or_path"), (TRAINING_FILE, "base_model_source")):
+        path = folder / name
+        if path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data[key] = base
+            write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    if (folder / TRAINING_FILE).exists():
+        write_card(folder)
+    return base

@@ -59,6 +59,9 @@ class TrainRequest:
     # its base. Off by default: a full fine-tune is the recipe's, and for GPT-2 the default (see README).
     lora: bool = False
     lora_rank: int = LORA_RANK
+    # QLoRA: the base loaded 4-bit (NF4, bitsandbytes) on a CUDA GPU while the adapter trains, for a base that does
+    # not fit the card otherwise (bot/training/qlora.py). Needs `lora`; the adapter saved is an ordinary one.
+    qlora: bool = False
 
     @property
     def learning_rate(self) -> float:
@@ -102,6 +105,8 @@ def check_hyperparameters(req: TrainRequest) -> None:
         (req.epochs >= 1, f"epochs must be 1 or more (got {req.epochs})"),
         (req.lr is None or req.lr > 0, f"lr must be above 0 (got {req.lr})"),
         (1 <= req.lora_rank <= MAX_LORA_RANK, f"lora_rank must be between 1 and {MAX_LORA_RANK} (got {req.lora_rank})"),
+        (not req.qlora or req.lora, "qlora trains a LoRA adapter over a 4-bit base: set lora too"),
+        (not req.qlora or req.device != "cpu", "qlora loads the base 4-bit on a CUDA GPU; device cpu was asked for"),
         (req.batch_size >= 1, f"batch_size must be 1 or more (got {req.batch_size})"),
         (req.block_size is None or req.block_size >= 2, f"block_size must be 2 or more (got {req.block_size})"),
         (0 <= req.eval_fraction < 1, f"eval_fraction must be in [0, 1) (got {req.eval_fraction})"),

@@ -7,7 +7,8 @@ runs in a training child process (bot/training/child.py) and does, in order:
 
 1. **Base model**: "tiny" (the offline demo model, bot/training/tiny.py), a local folder, or a hub id: any
    Hugging Face causal LM (GPT-2, Llama, Qwen2, SmolLM, Mistral, Phi ...). With `lora`, its weights stay
-   frozen and a LoRA adapter (peft) is trained on every linear layer instead.
+   frozen and a LoRA adapter (peft) is trained on every linear layer instead; with `qlora`, over the base loaded
+   4-bit on a CUDA GPU (bot/training/qlora.py).
 2. **Seed**: the request's, or a random one; recorded, so a run can be repeated.
 3. **Data**: 10 % of each account's posts (at least one) are held out for evaluation. With several
    accounts, each one's posts are repeated until it has as many characters as the largest. Posts are
@@ -56,6 +57,7 @@ from ..generation import DEFAULTS, LoadedModel, generate
 from ..generation.anticopy import build_index
 from ..generation.framing import Framing, context_length
 from ..modelfolder import ANTICOPY_FILE, LOSS_FILE, PREDICTIONS_FILE, TRAINING_FILE, install
+from . import qlora
 from .tracking import Tracker
 from .card import write_card
 from .pictures import loss_png, predictions_png
@@ -82,20 +84,24 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     seed = req.seed if req.seed is not None else random.SystemRandom().randrange(2**31)
     rng = random.Random(seed)
     torch.manual_seed(seed)
+    device = pick_device(req.device)
+    if req.qlora:
+        qlora.check(device)  # a GPU and bitsandbytes, before anything is loaded
 
     # 1. base model ------------------------------------------------------------------------------
     on_event({"type": "phase", "phase": "load"})
     source, kind = resolve_base(req.base_model, models_dir)
-    model, tokenizer = load_base(source, req.base_model)
+    model, tokenizer = load_base(source, req.base_model, qlora.load_kwargs(device) if req.qlora else None)
     framing = Framing.of(tokenizer)
     context = context_length(model.config) or MAX_BLOCK
-    device = pick_device(req.device)
     precision = pick_precision(req.precision, device)
     threads = pick_threads(device)
     set_dropout(model, req.dropout)
     if req.lora:
-        model = with_lora(model, req.lora_rank, base_reference(source, kind, req.base_model))
-    model.to(device)
+        model = with_lora(qlora.prepare(model) if req.qlora else model, req.lora_rank,
+                          base_reference(source, kind, req.base_model))
+    if not req.qlora:  # a 4-bit base is already on its GPU (its device_map)
+        model.to(device)
     autocast = autocast_for(device, precision)
 
     # 2-3. data ----------------------------------------------------------------------------------
@@ -177,6 +183,7 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
         "base_model_source": base_reference(source, kind, req.base_model),
         "architecture": model_type(model),
         "adapter": "lora" if req.lora else None,
+        "quantization": qlora.record() if req.qlora else None,  # the base's, while training only
         "framing": {"start": tokenizer.convert_ids_to_tokens(framing.start) if framing.start is not None else None,
                     "end": tokenizer.eos_token},
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -249,15 +256,16 @@ def resolve_base(name: str, models_dir: Path) -> tuple[str, str]:
     return name, "hub"
 
 
-def load_base(source: str, name: str):
-    """The model (fp32 weights) and its tokenizer, which must have an end-of-sequence token (it ends posts)."""
+def load_base(source: str, name: str, quantized: dict | None = None):
+    """The model (fp32 weights, or as `quantized` loads it: qlora.load_kwargs) and its tokenizer, which must have
+    an end-of-sequence token (it ends posts)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # progress goes through on_event, not to the job's log
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(source, **(quantized or {"dtype": torch.float32}))
     except (OSError, ValueError, KeyError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"cannot load base model {name!r}: {reason}") from None
