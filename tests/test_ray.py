@@ -20,7 +20,8 @@ from bot.training import jobs
 from bot.training.follow import follow
 from bot.training.pool import TrainingPool
 from bot.modelfolder import adapter_base
-from bot.training.ray_executor import RayExecutor, install_archive, pack_dir, rebase_adapter
+from bot.training.ray_executor import RayExecutor, absolute_base, install_archive, pack_dir, rebase_adapter
+from bot.training.spec import TrainRequest
 from bot.training.tiny import tiny_dir
 from bot.training.supervisor import LocalExecutor, executor_for
 from bot.training.supervisor import log_path_for
@@ -211,3 +212,13 @@ def test_rebase_leaves_hub_bases_and_whole_models_alone(tmp_path):
     whole.mkdir()
     (whole / "config.json").write_text("{}")
     assert rebase_adapter(whole, "tiny", tmp_path / "models") is None and not (tmp_path / "models").exists()
+
+
+def test_a_relative_local_base_is_sent_as_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bases" / "mine").mkdir(parents=True)
+    req = TrainRequest(model_id="m", accounts=[], models_dir=str(tmp_path / "models"), base_model="bases/mine")
+    assert absolute_base(req).base_model == str((tmp_path / "bases" / "mine").resolve())
+    for name in ("tiny", "gpt2", str(tmp_path / "bases" / "mine")):  # named the same on every host already
+        req.base_model = name
+        assert absolute_base(req).base_model == name

@@ -78,6 +78,7 @@ class RayExecutor:
         except Exception as e:  # noqa: BLE001 - any failure to reach the cluster fails this job, plainly
             where = self.settings.ray_address or "a local Ray instance"
             raise LaunchError(f"cannot connect to Ray at {where}: {type(e).__name__}: {e}") from None
+        req = absolute_base(req)
         channel = _remote(ray, _Channel, num_cpus=0).remote()
         task = _remote(ray, train_on_node, max_calls=1).options(
             num_gpus=1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0,
@@ -92,6 +93,19 @@ class RayExecutor:
     def _forwarded_env(self) -> dict[str, str]:
         values = {name: getattr(self.settings, field) for name, field in FORWARDED_ENV.items()}
         return {name: str(value) for name, value in values.items() if value is not None}
+
+
+def absolute_base(req: TrainRequest) -> TrainRequest:
+    """The request with a local base folder named by its absolute path: a Ray worker does not run in this process's
+    working directory, so a relative path would name nothing (or another folder) there."""
+    from dataclasses import replace
+
+    from .tiny import TINY_BASES
+
+    path = Path(req.base_model).expanduser()
+    if req.base_model in TINY_BASES or path.is_absolute() or not path.is_dir():
+        return req
+    return replace(req, base_model=str(path.resolve()))
 
 
 class RayRun:
