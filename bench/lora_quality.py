@@ -20,7 +20,8 @@ change of load on the shared machine falls on all alike. The cosine schedule run
 predict for the budget. The held-out loss (nats per token) is measured after each budget, and of the untrained
 pretrained base: the floor to beat.
 
-    python bench/lora_quality.py [--budgets 3,10,30] [--seeds 1,2] [--pretrain-seconds 300]
+    python bench/lora_quality.py [--budgets 3,10,30] [--seeds 1,2] [--pretrain-seconds 600]
+                                 [--kinds "full@1e-3,lora8@1e-2"] [--section lora_quality_lr]
 """
 
 from __future__ import annotations
@@ -111,6 +112,16 @@ class Run:
         self.tokens += batch.numel()
 
 
+def parse_kinds(spec: str) -> dict:
+    """"full@1e-3,lora8@1e-2" -> {"full_lr1e-3": (None, 1e-3), "lora_r8_lr1e-2": (8, 1e-2)}."""
+    kinds = {}
+    for item in spec.split(","):
+        what, lr = item.strip().split("@")
+        rank = None if what == "full" else int(what.removeprefix("lora"))
+        kinds[f"full_lr{lr}" if rank is None else f"lora_r{rank}_lr{lr}"] = (rank, float(lr))
+    return kinds
+
+
 def guard(base: Path, budgets: list[float], seeds: list[int]) -> dict:
     from bot.generation.framing import Framing
     from bot.training import trainer as T
@@ -172,10 +183,13 @@ def summarize(runs: list[dict], budgets: list[float]) -> dict:
         rows = [r for r in runs if r["budget_s"] == b]
         mean = {k: round(statistics.fmean(r[k]["held_out_loss"] for r in rows), 4) for k in KINDS}
         best_full = min(v for k, v in mean.items() if k.startswith("full"))
+        recipe_full = mean.get("full_lr1.372e-4")
+        default_lora = mean.get("lora_r8")
         out[f"{b:g}"] = {"untrained_base": round(statistics.fmean(r["untrained_base"] for r in rows), 4),
                          **mean,
                          **{f"margin_{k}": round(mean[k] - best_full, 4) for k in KINDS if k.startswith("lora")},
-                         "margin_lora_r8_vs_recipe_full": round(mean["lora_r8"] - mean["full_lr1.372e-4"], 4)}
+                         **({"margin_lora_r8_vs_recipe_full": round(default_lora - recipe_full, 4)}
+                            if default_lora is not None and recipe_full is not None else {})}
     return out
 
 
@@ -183,7 +197,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--budgets", default="3,10,30", help="seconds of training per kind, comma-separated")
     ap.add_argument("--seeds", default="1,2", help="held-out splits and initialisations, comma-separated")
-    ap.add_argument("--pretrain-seconds", type=float, default=300, help="the base's pretraining budget")
+    ap.add_argument("--pretrain-seconds", type=float, default=600, help="the base's pretraining budget")
+    ap.add_argument("--kinds", default=None, help='instead of the default kinds, e.g. "full@1e-3,lora8@1e-2"')
+    ap.add_argument("--section", default="lora_quality", help="the results' key (default lora_quality)")
     a = ap.parse_args()
     warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")  # peft on GPT-2's Conv1D: expected
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -192,7 +208,10 @@ def main() -> None:
     base = ensure_pretrained_base(a.pretrain_seconds)
     budgets = [float(x) for x in a.budgets.split(",")]
     seeds = [int(x) for x in a.seeds.split(",")]
-    print("saved to", save_results("lora_quality", guard(base, budgets, seeds)))
+    if a.kinds:
+        KINDS.clear()
+        KINDS.update(parse_kinds(a.kinds))
+    print("saved to", save_results(a.section, guard(base, budgets, seeds)))
 
 
 if __name__ == "__main__":

@@ -13,13 +13,13 @@ The text is general English prose that ships with the installed software, never 
 Paragraphs are the documents, joined by `<|endoftext|>` as posts are. A byte-level BPE tokenizer is trained on
 that text (as bot/training/tiny.py builds the tiny one), then a 4-layer GPT-2 (256 wide, 4 heads, 256-token
 context, about 4.2 M parameters with the embeddings) is trained from scratch for a wall-time budget (default
-300 s) with the product trainer's pieces (bf16 autocast where the CPU has it, fused AdamW, no dropout), cosine
+600 s) with the product trainer's pieces (bf16 autocast where the CPU has it, fused AdamW, no dropout), cosine
 schedule over the steps the first ones predict. 2 % of the paragraphs are held out to show that it learned.
 
 The result is cached in `bench/.cache/pretrained-base-<settings>/` (a `pretrain.json` beside the weights says how it
 was made); a rerun with the same settings uses it.
 
-    python bench/pretrain_base.py [--seconds 300] [--force]
+    python bench/pretrain_base.py [--seconds 600] [--force]
 """
 
 from __future__ import annotations
@@ -121,11 +121,11 @@ def settings_key(seconds: float) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def base_dir(seconds: float = 300) -> Path:
+def base_dir(seconds: float = 600) -> Path:
     return CACHE / f"pretrained-base-{settings_key(seconds)}"
 
 
-def ensure_pretrained_base(seconds: float = 300, force: bool = False) -> Path:
+def ensure_pretrained_base(seconds: float = 600, force: bool = False) -> Path:
     """The pretrained base's folder, made once per settings (a rerun skips it)."""
     out = base_dir(seconds)
     if (out / "pretrain.json").exists() and not force:
@@ -234,7 +234,7 @@ def pretrain(out: Path, seconds: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=300, help="pretraining wall time (default 300)")
+    ap.add_argument("--seconds", type=float, default=600, help="pretraining wall time (default 600)")
     ap.add_argument("--force", action="store_true", help="pretrain again even if cached")
     ap.add_argument("--corpus", action="store_true", help="only print the corpus's size")
     a = ap.parse_args()
