@@ -122,7 +122,7 @@ def settings_key(seconds: float) -> str:
 
 
 def base_dir(seconds: float = 600) -> Path:
-    return CACHE / f"pretrained-base-{settings_key(seconds)}"
+    return CACHE / f"pretrained-base-{settings_key(float(seconds))}"
 
 
 def ensure_pretrained_base(seconds: float = 600, force: bool = False) -> Path:
