@@ -41,7 +41,7 @@ async def test_help_lists_every_command_with_its_usage(world, slash):
     text = text_of(reply)
     for command in world.bot.commands:
         assert f"`!{command.name}" in text
-    assert "`!train <handles> [epochs] [base_model] [lora]`" in text
+    assert "`!train <handles> [epochs] [base_model] [lora] [qlora]`" in text
     run = await slash.invoke("help", command="train")
     assert "!train ada_bytes,grace_gardens 2" in run.text  # the command's example
 

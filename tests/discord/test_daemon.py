@@ -89,7 +89,7 @@ async def test_sync_puts_every_slash_command_once(settings, fake_discord):
     assert "sync" not in commands  # the owner's prefix command only
     model = next(o for o in commands["generate"]["options"] if o["name"] == "model")
     assert model["required"] is True and model["autocomplete"] is True
-    assert [o["name"] for o in commands["train"]["options"]] == ["handles", "epochs", "base_model", "lora"]
+    assert [o["name"] for o in commands["train"]["options"]] == ["handles", "epochs", "base_model", "lora", "qlora"]
     dms = {name for name, c in commands.items() if c["dm_permission"]}
     assert {"generate", "help"} <= dms and not dms & {"train", "models", "model", "forget", "config", "cancel",
                                                       "optin", "optout"}

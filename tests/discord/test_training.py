@@ -10,6 +10,8 @@ import asyncio
 from datetime import timedelta
 
 import discord.ext.test as dpytest
+import pytest
+import torch
 
 from bot.discord.formatting import neutralise, status_embed
 from bot.discord.progress import StatusMessage
@@ -144,6 +146,14 @@ async def test_slash_train_can_ask_for_a_lora_adapter(world, slash):
     await slash.invoke("cancel", by=world.admin, job=job["id"])
     assert world.mimic.job(job["id"])["state"] == job_rows.CANCELLED
     await wait_until(lambda: job["id"] not in world.bot.get_cog("Training").watchers)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal on a machine without a CUDA GPU")
+async def test_slash_train_qlora_is_refused_without_a_gpu(world, slash):
+    """/train qlora:True on a bot whose machine has no CUDA GPU: refused with the reason, nothing queued."""
+    run = await slash.invoke("train", by=world.admin, handles="ada_bytes", qlora=True)
+    assert "CUDA GPU only" in run.text
+    assert world.mimic.jobs() == []
 
 
 async def test_jobs_status_and_the_per_server_queue_cap(world, slash):

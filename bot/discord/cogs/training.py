@@ -87,9 +87,10 @@ class Training(commands.Cog):
     @app_commands.describe(handles="One to three accounts, separated by spaces or commas (three make a cyborg)",
                            epochs="Passes over the posts (default 4, the recipe's)",
                            base_model="The model to fine-tune (default: the bot's)",
-                           lora="Train a small LoRA adapter over the base instead of the whole model")
+                           lora="Train a small LoRA adapter over the base instead of the whole model",
+                           qlora="LoRA over the base loaded 4-bit (QLoRA): the bot's machine needs a CUDA GPU")
     async def train(self, ctx: MimicContext, handles: str, epochs: commands.Range[int, 1, 20] = None,
-                    base_model: str = None, lora: bool = None) -> None:  # not Optional[...]: a bad epochs is an error
+                    base_model: str = None, lora: bool = None, qlora: bool = None) -> None:  # not Optional[...]: a bad epochs is an error
         """Train a model on one to three accounts' posts; progress shows in a message that keeps updating.
 
         Example: `!train ada_bytes`, `!train ada_bytes,grace_gardens 2` or `!train ada_bytes 4 tiny True`"""
@@ -99,8 +100,8 @@ class Training(commands.Cog):
             await self._check_members(ctx, specs)
             base = self._base_model(base_model)
             await self._check_queue(ctx)
-            request = await ctx.mimic.build_request(specs, epochs=epochs, base_model=base, lora=lora or None,
-                                                    max_steps=ctx.options.train_max_steps)
+            request = await ctx.mimic.build_request(specs, epochs=epochs, base_model=base, lora=(lora or qlora) or None,
+                                                    qlora=qlora or None, max_steps=ctx.options.train_max_steps)
             job = await ctx.run(ctx.mimic.submit, request, requested_by=ctx.requested_by, guild_id=ctx.guild.id,
                                 status_channel_id=ctx.channel.id)
         except (MimicbotError, NotAllowed):
