@@ -62,6 +62,7 @@ VARIANTS = {
     "recipe": ("recipe", None, 1024, 1, None),
     "ours": ("full", None, 1024, 1, None),
     "threads_1": ("full", 1, 1024, 1, None),
+    "threads_2": ("full", 2, 1024, 1, None),
     "affinity_close": ("full", None, 1024, 1, AFFINITY),
     "frozen_wte": ("frozen_wte", None, 1024, 1, None),
     "frozen_wte_half": ("frozen_half", None, 1024, 1, None),
@@ -156,13 +157,14 @@ def child(name: str, steps: int) -> None:
     print(json.dumps(times))
 
 
-def throughput(names: list[str], rounds: int, steps: int) -> dict:
+def throughput(names: list[str], rounds: int, steps: int, threads_all: int | None = None) -> dict:
     base = gpt2_124m_dir()
     blocks = data_blocks(base)
-    cores = os.cpu_count() or 1
+    cores = threads_all or os.cpu_count() or 1  # --threads: every variant but the threads lever on that many
     torch.set_num_threads(cores)
     peaks = [machine()["fp32_gflops"]]  # measured again each round: the best is the machine's, the others its load
     figures: dict = {"model": "GPT-2 124M-shaped, random weights", "precision": "fp32", "tokens_per_step": 1024,
+                     "threads": cores,
                      "rounds": rounds, "timed_steps_per_round": steps,
                      "load_average_before": load_average()}
     models: dict[str, tuple] = {}
@@ -215,12 +217,19 @@ def throughput(names: list[str], rounds: int, steps: int) -> dict:
         figures[name] = {"tokens_per_s": round(tps, 1), "step_s_median": round(statistics.median(times[name]), 2),
                          "gflop_per_token": round(flop / 1e9, 3),
                          "fraction_of_fp32_peak": round(tps * flop / 1e9 / peak, 3),
-                         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+                         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                         "step_s": [round(t, 2) for t in times[name]]}
     if recipe_tps:
         for name in names:
             figures[name]["ratio_to_recipe"] = round(figures[name]["tokens_per_s"] / recipe_tps, 2)
+            # the same ratio round by round (each round's steps against the recipe's in that round), median: less
+            # moved by a change of load between rounds than the ratio of the totals
+            per_round = [sum(times["recipe"][r * steps:(r + 1) * steps]) / sum(times[name][r * steps:(r + 1) * steps])
+                         for r in range(rounds)]
+            figures[name]["ratio_to_recipe_median_of_rounds"] = round(statistics.median(per_round), 2)
     show("training levers, fp32, 124M-shaped (tokens/s; ratio to the recipe; fraction of the fp32 peak)",
-         [(n, f"{figures[n]['tokens_per_s']:>6} tok/s  {figures[n].get('ratio_to_recipe', '-')}×  "
+         [(n, f"{figures[n]['tokens_per_s']:>6} tok/s  {figures[n].get('ratio_to_recipe', '-')}× "
+              f"(median of rounds {figures[n].get('ratio_to_recipe_median_of_rounds', '-')}×)  "
               f"{figures[n]['fraction_of_fp32_peak']:.0%} of peak  ({figures[n]['gflop_per_token']} GFLOP/token)")
           for n in names] + [("load average before / after",
                               f"{figures['load_average_before']} / {figures['load_average_after']}")])
@@ -336,6 +345,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=2, help="timed steps of each variant a round")
     ap.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants (recipe first)")
+    ap.add_argument("--threads", type=int, help="torch threads for every variant but threads_* (default: every core)")
     ap.add_argument("--quality", action="store_true", help="the quality section only")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--capped-avx2", action="store_true", help="re-run in a child with the libraries capped to AVX2")
@@ -346,7 +356,7 @@ def main() -> None:
         return child(a.child, a.steps)
     if a.capped_avx2:
         args = [sys.executable, __file__, "--rounds", str(a.rounds), "--steps", str(a.steps), "--only", a.only,
-                "--section", "training_levers_capped_avx2"]
+                "--section", "training_levers_capped_avx2", *(["--threads", str(a.threads)] if a.threads else [])]
         sys.exit(subprocess.run(args, env={**os.environ, **AVX2_CAP}).returncode)
     if a.section.endswith("capped_avx2"):
         print("libraries capped to AVX2:", " ".join(f"{k}={v}" for k, v in AVX2_CAP.items()))
@@ -355,7 +365,7 @@ def main() -> None:
     if a.quality:
         save_results("training_levers_quality", quality(a.seeds))
         return
-    figures = throughput([n.strip() for n in a.only.split(",") if n.strip()], a.rounds, a.steps)
+    figures = throughput([n.strip() for n in a.only.split(",") if n.strip()], a.rounds, a.steps, a.threads)
     if a.section.endswith("capped_avx2"):
         figures["capped"] = AVX2_CAP
     save_results(a.section, figures)
