@@ -93,8 +93,7 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     precision = pick_precision(req.precision, device)
     threads = pick_threads(device)
     set_dropout(model, req.dropout)
-    frozen_embedding = pick_frozen_embedding(req.freeze_embedding, precision, device, req.lora)
-    if frozen_embedding:
+    if req.freeze_embedding and not req.lora:  # an adapter freezes every base weight anyway
         freeze_tied_embedding(model)
     if req.lora:
         model = with_lora(model, req.lora_rank, base_reference(source, kind, req.base_model))
@@ -187,7 +186,7 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
             "epochs": req.epochs, "lr": req.learning_rate, "schedule": "cosine, no warm-up",
             "optimizer": "AdamW (fused)" if fused else "AdamW", "weight_decay": WEIGHT_DECAY,
             "max_grad_norm": MAX_GRAD_NORM, "dropout": req.dropout, "batch_size": req.batch_size,
-            "frozen_embedding": frozen_embedding,
+            **({"frozen_embedding": True} if req.freeze_embedding and not req.lora else {}),
             "block_size": block_size,
             "seed": seed, "eval_fraction": req.eval_fraction, "max_steps": req.max_steps,
             **({"lora_rank": req.lora_rank, "lora_alpha": 2 * req.lora_rank, "lora_targets": "all-linear"}
@@ -415,17 +414,6 @@ def pick_precision(requested: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_has_bf16() else "fp32"
-
-
-def pick_frozen_embedding(requested: bool | None, precision: str, device: torch.device, lora: bool) -> bool:
-    """Whether the input embedding (GPT-2's output layer too) stays frozen. Auto: on the CPU in fp32 only (a CPU
-    without native bf16), where skipping its gradient measured faster at an equal held-out loss (bench/README.md,
-    "Training without bf16"). A LoRA adapter freezes every base weight anyway."""
-    if lora:
-        return False
-    if requested is not None:
-        return requested
-    return device.type == "cpu" and precision == "fp32"
 
 
 def autocast_for(device: torch.device, precision: str) -> Callable:
