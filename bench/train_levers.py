@@ -162,7 +162,8 @@ def throughput(names: list[str], rounds: int, steps: int, threads_all: int | Non
     blocks = data_blocks(base)
     cores = threads_all or os.cpu_count() or 1  # --threads: every variant but the threads lever on that many
     torch.set_num_threads(cores)
-    peaks = [machine()["fp32_gflops"]]  # measured again each round: the best is the machine's, the others its load
+    # the fp32 matmul peak on the threads the variants use, measured again each round: the best is the machine's
+    peaks = [machine()["fp32_gflops"]] if cores == torch.get_num_threads() == (os.cpu_count() or 1) else []
     figures: dict = {"model": "GPT-2 124M-shaped, random weights", "precision": "fp32", "tokens_per_step": 1024,
                      "threads": cores,
                      "rounds": rounds, "timed_steps_per_round": steps,
@@ -182,6 +183,7 @@ def throughput(names: list[str], rounds: int, steps: int, threads_all: int | Non
     torch.set_num_threads(cores)
     print("built and warmed up:", ", ".join(names), "| load", load_average(), flush=True)
     for r in range(rounds):
+        torch.set_num_threads(cores)
         peaks.append(matmul_peak(torch.float32, seconds=1.0))
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
