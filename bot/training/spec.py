@@ -61,7 +61,7 @@ class TrainRequest:
     lora_rank: int = LORA_RANK
     # Freeze the input embedding, which for GPT-2 is also the output layer (38.6 M of 124 M weights): training skips
     # that layer's weight gradient and its AdamW update. Off: measured without bf16 (bench/README.md, "Training
-    # without bf16"), it cost held-out loss (4.33 -> 4.88 on a small pretrained base) for a few % of speed.
+    # without bf16"), it cost held-out loss (4.33 -> 4.88 on a small pretrained base) for 1.0-1.2x the speed.
     freeze_embedding: bool = False
 
     @property
