@@ -5,8 +5,9 @@ recipe's step, in fp32, interleaved round by round in one run.
    built first; then, round after round, each runs `--steps` optimizer steps of 1,024 tokens (the order rotates
    each round), so a change of load on this shared machine falls on every variant alike. The baseline is the
    recipe's step (the transformers Trainer's: fp32, GPT-2's dropout 0.1, fused AdamW — the Trainer's default
-   optimizer in this transformers —, clipping at 1.0, one 1,024-token block); mimicbot's fp32 step today is
-   "ours" (dropout 0). The levers, each alone on top of "ours":
+   optimizer in this transformers —, clipping at 1.0, one 1,024-token block); "ours" is mimicbot's fp32 step before
+   this benchmark (dropout 0, one 1,024-token block; the trainer now takes `block_256`'s). The levers, each alone on
+   top of "ours":
    - threads: 1 instead of every core; affinity: OMP_PROC_BIND=close OMP_PLACES=cores (a child process per round,
      since OpenMP reads them at start; `taskset` over both cores of a 2-core machine changes nothing);
    - frozen tied embedding: GPT-2's wte is also its output layer (38.6 M of 124 M weights): no weight gradient for
