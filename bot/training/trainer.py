@@ -21,8 +21,8 @@ runs in a training child process (bot/training/child.py) and does, in order:
 4. **Device and precision**: CUDA (bf16, else fp16 with a gradient scaler) or the CPU (bf16 autocast
    when the CPU does bf16 natively, else fp32 — and then a default block of 1,024 tokens is cut into 4
    blocks of 256 a step: the same tokens a step, less attention; every core, at a lower priority than the
-   service). AdamW (fused where torch has it), cosine schedule with no warm-up, gradient clipping at 1.0, as the transformers
-   Trainer that the recipe used does. Weights stay fp32; autocast computes in the lower precision.
+   service). AdamW (fused where torch has it), cosine schedule with no warm-up, gradient clipping at 1.0,
+   as the transformers Trainer that the recipe used does. Weights stay fp32; autocast computes in the lower precision.
 5. **Eval**: loss and perplexity on the held-out posts, before and after training.
 6. **Progress**: `on_event` gets phase events ("load", "eval", "train", "save") and progress events at
    most every PROGRESS_EVERY_S seconds, plus the first and the last step. An exception raised by
