@@ -19,7 +19,7 @@ from bot.generation.anticopy import AntiCopyIndex
 from bot.sources.files import ArchiveSource
 from bot.training.spec import AccountData, TrainRequest, model_id_for
 from bot.training.tiny import ensure_tiny_base
-from bot.training.trainer import (balance, block_starts, join_posts, pack, pick_block_size,
+from bot.training.trainer import (balance, block_starts, join_posts, pack, pick_block_size, split_blocks,
                                   split_held_out, train)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "bot" / "samples"
@@ -210,6 +210,57 @@ def test_retrain_replaces_only_when_complete(accounts, models_dir):
     assert on_disk["trained_tokens"] == 2 * 2 * 256
     assert not (models_dir / ".work" / "r3").exists()
     assert not list(models_dir.glob(".replaced-*"))
+
+
+# -- the embedding frozen on request (issue 14: measured, not the default) ------------------------------------
+
+
+def test_a_frozen_tied_embedding_stays_as_the_base_had_it_and_everything_else_trains(accounts, models_dir):
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(ensure_tiny_base(models_dir))
+    assert base.get_output_embeddings().weight is base.get_input_embeddings().weight  # GPT-2's are one tensor
+    base_weights = {name: p.detach().clone() for name, p in base.named_parameters()}
+    for frozen in (True, False):  # False: the default
+        asked = {"freeze_embedding": True} if frozen else {}
+        info = train(request(accounts[:1], models_dir, model_id=f"frozen-{frozen}", max_steps=3, precision="fp32",
+                             **asked), work_dir(models_dir, f"frozen-{frozen}"), lambda e: None)
+        assert info["hyperparameters"].get("frozen_embedding", False) is frozen
+        trained = dict(AutoModelForCausalLM.from_pretrained(info["path"]).named_parameters())
+        unchanged = {name for name, p in trained.items() if torch.equal(p, base_weights[name])}
+        assert unchanged == ({"transformer.wte.weight"} if frozen else set())
+        assert info["trainable_parameters"] == sum(p.numel() for p in base.parameters()) - (
+            base.get_input_embeddings().weight.numel() if frozen else 0)
+
+
+# -- shorter blocks in fp32 on the CPU (issue 14) -------------------------------------------------------------
+
+
+def test_in_fp32_on_the_cpu_a_default_block_of_1024_is_cut_into_four_of_256_a_step():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert split_blocks(1024, None, cpu, "fp32") == (256, 4)
+    assert split_blocks(1024, None, cpu, "bf16") == (1024, 1)  # a CPU with native bf16: as before
+    assert split_blocks(1024, None, gpu, "fp32") == (1024, 1)
+    assert split_blocks(1024, 1024, cpu, "fp32") == (1024, 1)  # a block size asked for is kept
+    assert split_blocks(256, None, cpu, "fp32") == (256, 1)  # a short context (the tiny model's) is left alone
+    assert split_blocks(1000, None, cpu, "fp32") == (1000, 1)  # a stream shorter than a block: one block
+
+
+def test_a_split_step_trains_the_same_tokens_in_shorter_blocks(accounts, models_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tiny = ensure_tiny_base(models_dir)
+    long = tmp_path / "tiny-1024"  # the tiny model with GPT-2's context of 1,024 positions
+    config = AutoModelForCausalLM.from_pretrained(tiny).config
+    config.n_positions = 1024
+    AutoModelForCausalLM.from_config(config).save_pretrained(long)
+    AutoTokenizer.from_pretrained(tiny).save_pretrained(long)
+    for precision, block, per_step in (("fp32", 256, 4), ("bf16", 1024, 1)):
+        info = train(request(accounts, models_dir, model_id=f"split-{precision}", base_model=str(long), max_steps=2,
+                             precision=precision), work_dir(models_dir, f"split-{precision}"), lambda e: None)
+        hp = info["hyperparameters"]
+        assert (hp["block_size"], hp.get("blocks_per_step", 1), hp["batch_size"]) == (block, per_step, 1)
+        assert info["steps"] == 2 and info["trained_tokens"] == 2 * 1024  # the same tokens a step either way
 
 
 # -- data building ---------------------------------------------------------------------------------------

@@ -20,9 +20,10 @@ runs in a training child process (bot/training/child.py) and does, in order:
    answer what it reads, never to write the parent as a post of its own, and a plain post is trained
    exactly as before.
 4. **Device and precision**: CUDA (bf16, else fp16 with a gradient scaler) or the CPU (bf16 autocast
-   when the CPU does bf16 natively, else fp32; one core is left to the service). AdamW (fused where
-   torch has it), cosine schedule with no warm-up, gradient clipping at 1.0, as the transformers
-   Trainer that the recipe used does. Weights stay fp32; autocast computes in the lower precision.
+   when the CPU does bf16 natively, else fp32 — and then a default block of 1,024 tokens is cut into 4
+   blocks of 256 a step: the same tokens a step, less attention; every core, at a lower priority than the
+   service). AdamW (fused where torch has it), cosine schedule with no warm-up, gradient clipping at 1.0,
+   as the transformers Trainer that the recipe used does. Weights stay fp32; autocast computes in the lower precision.
 5. **Eval**: loss and perplexity on the held-out posts, before and after training.
 6. **Progress**: `on_event` gets phase events ("load", "eval", "train", "save") and progress events at
    most every PROGRESS_EVERY_S seconds, plus the first and the last step. An exception raised by
@@ -69,6 +70,7 @@ PROGRESS_EVERY_S = 0.5
 MAX_GRAD_NORM = 1.0  # the transformers Trainer's default, which the recipe trained with
 WEIGHT_DECAY = 0.0  # idem
 MAX_BLOCK = 1024
+SHORT_BLOCK = 256  # in fp32 on the CPU: blocks of 256 tokens, 4 a step (split_blocks)
 CARD_SAMPLES = 5  # samples drawn for predictions.png
 GENERATION = {"do_sample": True, **DEFAULTS}  # the recipe's, saved as the model's defaults (generation_config.json)
 
@@ -97,6 +99,8 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     precision = pick_precision(req.precision, device)
     threads = pick_threads(device)
     set_dropout(model, req.dropout)
+    if req.freeze_embedding and not req.lora:  # an adapter freezes every base weight anyway
+        freeze_tied_embedding(model)
     if req.lora:
         model = with_lora(qlora.prepare(model) if req.qlora else model, req.lora_rank,
                           base_reference(source, kind, req.base_model))
@@ -114,9 +118,11 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     context_ids = tokenize(tokenizer, [parents.get(post, "") for post in posts])  # [] for a plain post
     eval_ids = join_posts(tokenize(tokenizer, held_out), framing) if held_out else []
     stream_len = len(join_units(post_ids, context_ids, framing)[0])  # the same every epoch
-    block_size = pick_block_size(req.block_size, context, stream_len)
+    block_size, split = split_blocks(pick_block_size(req.block_size, context, stream_len), req.block_size, device,
+                                     precision)
+    per_step = req.batch_size * split  # blocks a step: the same tokens a step whether split or not
     blocks_per_epoch = len(block_starts(stream_len, block_size))
-    total = req.epochs * math.ceil(blocks_per_epoch / req.batch_size)
+    total = req.epochs * math.ceil(blocks_per_epoch / per_step)
     if req.max_steps:
         total = min(total, req.max_steps)
 
@@ -140,12 +146,12 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
         order = rng.sample(range(len(post_ids)), len(post_ids))  # this epoch's shuffled copy of the posts
         ids, labels = join_units([post_ids[i] for i in order], [context_ids[i] for i in order], framing)
         blocks, label_blocks = pack(ids, block_size), pack(labels, block_size)
-        for first in range(0, len(blocks), req.batch_size):
+        for first in range(0, len(blocks), per_step):
             if step == total:
                 break
-            batch = blocks[first:first + req.batch_size].to(device)
+            batch = blocks[first:first + per_step].to(device)
             with autocast():
-                loss = model(input_ids=batch, labels=label_blocks[first:first + req.batch_size].to(device)).loss
+                loss = model(input_ids=batch, labels=label_blocks[first:first + per_step].to(device)).loss
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
@@ -191,7 +197,8 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
             "epochs": req.epochs, "lr": req.learning_rate, "schedule": "cosine, no warm-up",
             "optimizer": "AdamW (fused)" if fused else "AdamW", "weight_decay": WEIGHT_DECAY,
             "max_grad_norm": MAX_GRAD_NORM, "dropout": req.dropout, "batch_size": req.batch_size,
-            "block_size": block_size,
+            **({"frozen_embedding": True} if req.freeze_embedding and not req.lora else {}),
+            "block_size": block_size, **({"blocks_per_step": per_step} if split > 1 else {}),
             "seed": seed, "eval_fraction": req.eval_fraction, "max_steps": req.max_steps,
             **({"lora_rank": req.lora_rank, "lora_alpha": 2 * req.lora_rank, "lora_targets": "all-linear"}
                if req.lora else {}),
@@ -295,6 +302,13 @@ def with_lora(model, rank: int, base: str):
     return get_peft_model(model, config)
 
 
+def freeze_tied_embedding(model) -> None:
+    """The input embedding frozen, and with it the output layer where the two are one tensor (GPT-2's wte: 38.6 M
+    of 124 M weights). Training then skips the output matmul's weight gradient, and AdamW and the clipping norm
+    skip those weights."""
+    model.get_input_embeddings().weight.requires_grad_(False)
+
+
 def model_type(model) -> str | None:
     return getattr(getattr(model, "config", None), "model_type", None)
 
@@ -357,6 +371,17 @@ def pick_block_size(requested: int | None, context: int, stream_len: int) -> int
     if requested and requested > context:
         raise ValidationError(f"block_size {requested} is longer than the base model's context ({context} tokens)")
     return min(requested or min(MAX_BLOCK, context), stream_len)
+
+
+def split_blocks(block_size: int, requested: int | None, device: torch.device, precision: str) -> tuple[int, int]:
+    """(block size, how many of them make one of `block_size`'s steps). Training in fp32 on the CPU (a CPU without
+    native bf16), a default block of 1,024 tokens or more is cut into blocks of SHORT_BLOCK, as many a step: posts
+    are ~20 tokens, so the longer context buys little, while attention's cost grows with the block. Measured
+    faster at an equal held-out loss (bench/README.md, "Training without bf16"). A block size asked for is kept."""
+    short = device.type == "cpu" and precision == "fp32" and requested is None
+    if not short or block_size < 4 * SHORT_BLOCK or block_size % SHORT_BLOCK:
+        return block_size, 1
+    return SHORT_BLOCK, block_size // SHORT_BLOCK
 
 
 def block_starts(length: int, block_size: int) -> list[int]:
