@@ -124,13 +124,15 @@ def results_path(machine_class_name: str | None = None) -> Path:
 
 
 def save_results(section: str, figures: dict) -> Path:
-    """Merge one benchmark's figures into results/<machine class>.json (atomically); returns its path."""
+    """Merge one benchmark's figures into results/<machine class>.json (atomically); returns its path. Each section
+    keeps the machine it was measured on (its CPU, peaks, any cap on the libraries); the file's top-level `machine`
+    is the latest run's."""
     m = machine()
     path = results_path(m["class"])
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(path.read_text()) if path.exists() else {}
     data["machine"] = m
-    data[section] = {**figures, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    data[section] = {**figures, "machine": m, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
