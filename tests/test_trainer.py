@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -19,8 +20,8 @@ from bot.generation.anticopy import AntiCopyIndex
 from bot.sources.files import ArchiveSource
 from bot.training.spec import AccountData, TrainRequest, model_id_for
 from bot.training.tiny import ensure_tiny_base
-from bot.training.trainer import (balance, block_starts, join_posts, pack, pick_block_size, split_blocks,
-                                  split_held_out, train)
+from bot.training.trainer import (SMALL_MODEL, balance, block_starts, join_posts, pack, pick_block_size,
+                                  pick_threads, split_blocks, split_held_out, train)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "bot" / "samples"
 PHASES = ["load", "eval", "train", "eval", "save"]
@@ -36,6 +37,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def test_a_small_model_trains_on_one_thread_a_large_one_on_every_core(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpu = torch.device("cpu")
+    small, large = torch.nn.Linear(100, SMALL_MODEL // 200), torch.nn.Linear(1000, SMALL_MODEL // 1000 + 1)
+    try:
+        assert pick_threads(cpu, small) == 1
+        assert pick_threads(cpu, large) == torch.get_num_threads() == (os.cpu_count() or 1)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the person's setting wins
+        torch.set_num_threads(1)
+        assert pick_threads(cpu, large) == 1
+    finally:
+        torch.set_num_threads(1)
 
 
 def sample_account(name: str) -> AccountData:

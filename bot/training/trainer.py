@@ -97,7 +97,7 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     framing = Framing.of(tokenizer)
     context = context_length(model.config) or MAX_BLOCK
     precision = pick_precision(req.precision, device)
-    threads = pick_threads(device)
+    threads = pick_threads(device, model)
     set_dropout(model, req.dropout)
     if req.freeze_embedding and not req.lora:  # an adapter freezes every base weight anyway
         freeze_tied_embedding(model)
@@ -410,12 +410,20 @@ def pick_device(requested: str) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
-def pick_threads(device: torch.device) -> int:
-    """On the CPU, every core (torch's default), unless OMP_NUM_THREADS says otherwise. The serving process is
-    kept responsive by priority, not by idle cores: training children run at a lower scheduling priority
-    (bot/training/child.py). Measured on 2 cores with the 124M model: 2 threads trained 1.5x faster than 1."""
+SMALL_MODEL = 10_000_000  # parameters; below this a model trains on one thread (see pick_threads)
+
+
+def pick_threads(device: torch.device, model=None) -> int:
+    """On the CPU, every core (torch's default), unless OMP_NUM_THREADS says otherwise or the model is small. The
+    serving process is kept responsive by priority, not by idle cores: training children run at a lower scheduling
+    priority (bot/training/child.py). Measured on 2 cores with the 124M model: 2 threads trained 1.6x faster than 1.
+    A small model's operations are too small to split: the offline tiny model (0.55 M parameters) trained 1.1x
+    faster on 2 threads than on 1 on an idle machine, but 12x slower (808 against 9,907 tokens/s) with other
+    work on the cores (load average 3.4), the two threads waiting for each other at every operation. The 10 M line
+    between the two measured sizes is a judgement, not a measurement."""
     if device.type == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(os.cpu_count() or 1)
+        small = model is not None and sum(p.numel() for p in model.parameters()) < SMALL_MODEL
+        torch.set_num_threads(1 if small else os.cpu_count() or 1)
     return torch.get_num_threads()
 
 
