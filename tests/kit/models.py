@@ -1,17 +1,22 @@
-"""Models for tests: the tiny base (built once per session, offline), random GPT-2s, model folders."""
+"""Models for tests: the tiny base (built once per session, offline), random GPT-2s, model folders.
+
+torch and transformers are imported where they are used: conftest registers this module as a plugin, and a
+process that runs no model test (pytest-xdist's controller, a fast run of other files) need not load them."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from bot.generation.anticopy import build_index, normalise
 from bot.modelfolder import ANTICOPY_FILE, GENERATION_FILE, TRAINING_FILE
+
+if TYPE_CHECKING:
+    from transformers import GPT2LMHeadModel
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +29,9 @@ def tiny_base(tmp_path_factory) -> str:
 
 
 def random_gpt2(tokenizer, seed: int = 0, **config) -> GPT2LMHeadModel:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
     torch.manual_seed(seed)
     sizes = {"n_positions": 256, "n_embd": 32, "n_layer": 2, "n_head": 2, **config}
     cfg = GPT2Config(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
@@ -35,6 +43,8 @@ def make_model_dir(models_dir: Path, model_id: str, base: Path, *, model=None, t
                    generation: dict | None = None, record: dict | None = None) -> Path:
     """A model directory as the trainer publishes it: weights, tokenizer, generation config, anti-copy
     index and training.json."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     path = Path(models_dir) / model_id
     (model or AutoModelForCausalLM.from_pretrained(base)).save_pretrained(path)
     AutoTokenizer.from_pretrained(base).save_pretrained(path)
@@ -116,6 +126,8 @@ def fixed_distribution_gpt2(tokenizer, probs: dict[int, float], **config) -> GPT
 
     The final layer norm outputs a constant vector of ones, so the logits are the row sums of the
     (untied) output matrix: row i is set to log(p_i) / n_embd, and every other token gets -50."""
+    import torch
+
     model = random_gpt2(tokenizer, tie_word_embeddings=False, **config)
     with torch.no_grad():
         model.transformer.ln_f.weight.zero_()
@@ -135,6 +147,8 @@ def single_id(tokenizer, text: str) -> int:
 
 def tiny_fixed_model(base: Path, probs_by_text: dict[str, float]):
     """The tiny base's tokenizer with a fixed next-token distribution over the given (one-token) texts."""
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(base)
     return fixed_distribution_gpt2(tokenizer, {single_id(tokenizer, t): p for t, p in probs_by_text.items()})
 
