@@ -81,14 +81,14 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> floa
     return best
 
 
-def sample_posts() -> list[str]:
-    """The bundled sample accounts' kept posts, cleaned (the product's own cleaner)."""
+def sample_posts(handles=None) -> list[str]:
+    """The bundled sample accounts' kept posts (all of them, or `handles`'), cleaned (the product's own cleaner)."""
     from bot.cleaning import clean_post
     from bot.samples.generate import SAMPLES, sample_path
     from bot.sources.files import ArchiveSource
 
     posts = []
-    for handle in SAMPLES:
+    for handle in handles or SAMPLES:
         for p in ArchiveSource(sample_path(handle)).read().posts:
             c = clean_post(p.text, p.is_retweet)
             if c.kept:

@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import CACHE  # noqa: E402
+from bench.common import CACHE, sample_posts  # noqa: E402
 
 PERSONA = "ada_bytes"  # the guard's persona: never in the pretraining text
 OTHER_ACCOUNTS = ("grace_gardens",)
@@ -96,18 +96,9 @@ def corpus() -> tuple[list[str], dict]:
     """The pretraining documents (paragraphs and posts) and where they came from."""
     from pydoc_data.topics import topics
 
-    from bot.cleaning import clean_post
-    from bot.samples.generate import sample_path
-    from bot.sources.files import ArchiveSource
-
     docs_topics = [p for _, text in sorted(topics.items()) for p in prose(text)]
     docs_strings = list(dict.fromkeys(p for m in STDLIB_MODULES for d in docstrings(m) for p in prose(d)))
-    posts = []
-    for handle in OTHER_ACCOUNTS:
-        for p in ArchiveSource(sample_path(handle)).read().posts:
-            c = clean_post(p.text, p.is_retweet)
-            if c.kept:
-                posts.append(c.text)
+    posts = sample_posts(OTHER_ACCOUNTS)
     sources = {"pydoc_data.topics paragraphs": len(docs_topics), "stdlib docstring paragraphs": len(docs_strings),
                f"posts of {', '.join(OTHER_ACCOUNTS)}": len(posts)}
     docs = docs_topics + docs_strings + posts
