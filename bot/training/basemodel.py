@@ -22,17 +22,33 @@ PROBE_TIMEOUT_S = 3.0
 OFFLINE_HINT = "use --base-model tiny (the offline demo model; tiny-llama and tiny-qwen2 too) or a local model folder"
 
 
+def base_kind(name: str) -> str:
+    """What a base model's name names on this machine: "tiny" (an offline demo model: tiny, tiny-llama,
+    tiny-qwen2; bot/training/tiny.py), "local" (a folder), "missing" (a path naming no folder) or "hub" (a hub id)."""
+    from .tiny import TINY_BASES
+
+    if name in TINY_BASES:
+        return "tiny"
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return "local"
+    if path.is_absolute() or name.startswith((".", "~")) or path.exists():
+        return "missing"
+    return "hub"
+
+
 def base_model_context(name: str, models_dir: Path, hf_endpoint: str | None = None) -> int | None:
     """The base model's context in tokens (None when it cannot be known without downloading the model), or a
     ValidationError saying why `name` cannot be loaded here."""
-    from .tiny import N_POSITIONS, TINY_BASES
+    from .tiny import N_POSITIONS
 
-    if name in TINY_BASES:
+    kind = base_kind(name)
+    if kind == "tiny":
         return N_POSITIONS
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return _context_of(path / "config.json", f"{name!r} is a folder without config.json, not a model folder")
-    if path.is_absolute() or name.startswith((".", "~")) or path.exists():
+    if kind == "local":
+        return _context_of(Path(name).expanduser() / "config.json",
+                           f"{name!r} is a folder without config.json, not a model folder")
+    if kind == "missing":
         raise ValidationError(f"cannot load base model {name!r}: no such model folder ({OFFLINE_HINT}, or gpt2)")
     return _hub_context(name, hf_endpoint)
 
@@ -91,4 +107,4 @@ def _context_of(config_path: Path, unreadable: str) -> int | None:
     return context_length(config)
 
 
-__all__ = ["base_model_context", "hub_reachable"]
+__all__ = ["base_kind", "base_model_context", "hub_reachable"]

@@ -100,10 +100,10 @@ def absolute_base(req: TrainRequest) -> TrainRequest:
     working directory, so a relative path would name nothing (or another folder) there."""
     from dataclasses import replace
 
-    from .tiny import TINY_BASES
+    from .basemodel import base_kind
 
     path = Path(req.base_model).expanduser()
-    if req.base_model in TINY_BASES or path.is_absolute() or not path.is_dir():
+    if base_kind(req.base_model) != "local" or path.is_absolute():
         return req
     return replace(req, base_model=str(path.resolve()))
 
@@ -248,17 +248,15 @@ def rebase_adapter(folder: Path, base_model: str, models_dir: Path) -> str | Non
 
     from ..atomic import write_atomic
     from ..modelfolder import ADAPTER_FILE, TRAINING_FILE, is_adapter
+    from .basemodel import base_kind
     from .card import write_card
-    from .tiny import TINY_BASES, ensure_tiny_base
+    from .tiny import ensure_tiny_base
 
-    if not is_adapter(folder):
+    kind = base_kind(base_model)
+    if not is_adapter(folder) or kind not in ("tiny", "local"):
         return None
-    if base_model in TINY_BASES:
-        base = str(ensure_tiny_base(models_dir, base_model).resolve())
-    elif Path(base_model).expanduser().is_dir():
-        base = str(Path(base_model).expanduser().resolve())
-    else:
-        return None
+    folder_of_base = ensure_tiny_base(models_dir, base_model) if kind == "tiny" else Path(base_model).expanduser()
+    base = str(folder_of_base.resolve())
     for name, key in ((ADAPTER_FILE, "base_model_name_or_path"), (TRAINING_FILE, "base_model_source")):
         path = folder / name
         if path.exists():

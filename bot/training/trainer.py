@@ -59,11 +59,12 @@ from ..generation.anticopy import build_index
 from ..generation.framing import Framing, context_length
 from ..modelfolder import ANTICOPY_FILE, LOSS_FILE, PREDICTIONS_FILE, TRAINING_FILE, install
 from . import qlora
+from .basemodel import base_kind
 from .tracking import Tracker
 from .card import write_card
 from .pictures import loss_png, predictions_png
 from .spec import TrainRequest, check_request, display_name_for
-from .tiny import TINY_BASES, ensure_tiny_base, make_readable
+from .tiny import ensure_tiny_base, make_readable
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5
@@ -99,7 +100,8 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     precision = pick_precision(req.precision, device)
     threads = pick_threads(device, model)
     set_dropout(model, req.dropout)
-    if req.freeze_embedding and not req.lora:  # an adapter freezes every base weight anyway
+    frozen_embedding = req.freeze_embedding and not req.lora  # an adapter freezes every base weight anyway
+    if frozen_embedding:
         freeze_tied_embedding(model)
     if req.lora:
         model = with_lora(qlora.prepare(model) if req.qlora else model, req.lora_rank,
@@ -197,7 +199,7 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
             "epochs": req.epochs, "lr": req.learning_rate, "schedule": "cosine, no warm-up",
             "optimizer": "AdamW (fused)" if fused else "AdamW", "weight_decay": WEIGHT_DECAY,
             "max_grad_norm": MAX_GRAD_NORM, "dropout": req.dropout, "batch_size": req.batch_size,
-            **({"frozen_embedding": True} if req.freeze_embedding and not req.lora else {}),
+            **({"frozen_embedding": True} if frozen_embedding else {}),
             "block_size": block_size, **({"blocks_per_step": per_step} if split > 1 else {}),
             "seed": seed, "eval_fraction": req.eval_fraction, "max_steps": req.max_steps,
             **({"lora_rank": req.lora_rank, "lora_alpha": 2 * req.lora_rank, "lora_targets": "all-linear"}
@@ -253,14 +255,14 @@ def convert_int8(work_dir: Path) -> dict | None:
 def resolve_base(name: str, models_dir: Path) -> tuple[str, str]:
     """(what from_pretrained gets, "tiny" | "local" | "hub"). "tiny", "tiny-llama", "tiny-qwen2": the offline
     demo models (bot/training/tiny.py)."""
-    if name in TINY_BASES:
-        return str(ensure_tiny_base(models_dir, name)), "tiny"
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return str(path), "local"
-    if path.is_absolute() or name.startswith((".", "~")) or path.exists():
+    kind = base_kind(name)
+    if kind == "tiny":
+        return str(ensure_tiny_base(models_dir, name)), kind
+    if kind == "local":
+        return str(Path(name).expanduser()), kind
+    if kind == "missing":
         raise ConfigError(f"cannot load base model {name!r}: no such model folder")
-    return name, "hub"
+    return name, kind
 
 
 def load_base(source: str, name: str, quantized: dict | None = None):
