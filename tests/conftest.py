@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,12 @@ os.environ.setdefault("MIMICBOT_INT8", "off")
 # tiny, and on a shared 2-core machine two threads per tiny model mostly wait for each other (the fast subset's
 # model tests took 22.7 s on two threads against 5.8 s on one, load average 3).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Compiled bytecode is kept even where PYTHONDONTWRITEBYTECODE is set (as on this project's machines): without it
+# every run compiles and assertion-rewrites the tests and bot/ again, 10 of the fast subset's seconds. Kept apart
+# in .pytest_cache/pycache, so the checkout stays as free of __pycache__ folders as the variable asked.
+if sys.dont_write_bytecode:
+    sys.pycache_prefix = str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "pycache")
+    sys.dont_write_bytecode = False
 
 from bot.config import Settings
 
@@ -42,3 +50,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """The fast subset does not even import a module whose every test is slow (their imports: torch's training
+    parts, wandb, Ray)."""
+    if collection_path.name in SLOW_MODULES and " ".join(config.option.markexpr.split()) == "not slow":
+        return True
+    return None

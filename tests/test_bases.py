@@ -251,7 +251,7 @@ def test_models_push_sends_an_adapter_repository_whose_card_names_the_base(moder
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_the_stop_rule_and_prompt_use_the_bases_own_tokens(arch, request):
+def test_the_stop_rule_and_prompt_use_the_bases_own_tokens(arch, tiny_llama_base, tiny_qwen2_base):
     """A sample ends at a line break, the end token or a new beginning token; the prompt starts with the beginning
     token once, whether or not the tokenizer adds it by itself; pipeline() gets the matching prefix."""
     from transformers import AutoTokenizer
@@ -259,7 +259,8 @@ def test_the_stop_rule_and_prompt_use_the_bases_own_tokens(arch, request):
     from bot.generation.sampling import _prompt_ids, stop_token_ids
     from bot.training.trainer import pipeline_prefix
 
-    tokenizer = AutoTokenizer.from_pretrained(request.getfixturevalue(f"tiny_{arch}_base"))
+    # both bases named as arguments (not looked up by name): conftest marks a test that builds a model as slow
+    tokenizer = AutoTokenizer.from_pretrained({"llama": tiny_llama_base, "qwen2": tiny_qwen2_base}[arch])
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     assert bos != eos and tokenizer.eos_token != "<|endoftext|>"
     stops = stop_token_ids(tokenizer).tolist()

@@ -379,7 +379,7 @@ async def test_sending_does_not_block_the_event_loop(bsky_server, tmp_path):
 
 
 async def test_no_answer_to_a_post_is_delivery_unknown(bsky_server, tmp_path):
-    target = BlueskyTarget(_poster_settings(bsky_server, tmp_path), timeout=0.5)
+    target = BlueskyTarget(_poster_settings(bsky_server, tmp_path), timeout=0.3)
     await target.send("warm up the session")
     bsky_server.hold()
     try:

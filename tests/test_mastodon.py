@@ -357,7 +357,7 @@ async def test_sending_does_not_block_the_event_loop(mastodon_server, tmp_path):
 
 
 async def test_no_answer_to_a_post_is_delivery_unknown(mastodon_server, tmp_path):
-    target = MastodonTarget(mastodon_settings(mastodon_server, tmp_path), timeout=0.5)
+    target = MastodonTarget(mastodon_settings(mastodon_server, tmp_path), timeout=0.2)
     mastodon_server.hold()
     try:
         with pytest.raises(DeliveryUnknown, match="may or may not be posted"):

@@ -113,7 +113,7 @@ async def _x_read(server: FakeXServer, settings: Settings, failure: str) -> Base
     from bot.sources.x_api import XApiSource
 
     server.add_user("jack")
-    timeout = 0.3 if failure == "timeout" else 30.0
+    timeout = 0.1 if failure == "timeout" else 30.0
     return await _raised(XApiSource("jack", settings, timeout=timeout).fetch())
 
 
@@ -121,7 +121,7 @@ async def _x_post(server: FakeXServer, settings: Settings, failure: str) -> Base
     from bot.networks.x import x_client
     from bot.posting.x import XCaller, XTarget
 
-    client = x_client(settings, user_auth=True, asynchronous=False, timeout=0.3 if failure == "timeout" else 30)
+    client = x_client(settings, user_auth=True, asynchronous=False, timeout=0.1 if failure == "timeout" else 30)
     return await _raised(XTarget(settings, caller=XCaller(settings, client=client)).send("hello"))
 
 
@@ -172,7 +172,7 @@ async def test_mastodon_errors_hold_no_secret(tmp_path, values, caplog, failure,
             server.fail(1, status=int(failure[-3:]), echo=True)
         elif failure == "timeout":
             server.hold()
-        timeout = 0.3 if failure == "timeout" else 30.0
+        timeout = 0.1 if failure == "timeout" else 30.0
         with caplog.at_level("DEBUG"):
             if path == "read":
                 error = await _raised(MastodonSource("@alice@example.social", settings,
@@ -198,7 +198,7 @@ async def test_bluesky_post_errors_hold_no_secret(tmp_path, values, caplog, fail
         elif failure == "timeout":
             server.hold()
         with caplog.at_level("DEBUG"):
-            error = await _raised(BlueskyTarget(settings, timeout=0.3 if failure == "timeout" else 30).send("hi"))
+            error = await _raised(BlueskyTarget(settings, timeout=0.1 if failure == "timeout" else 30).send("hi"))
         server.release()
         assert server.calls("com.atproto.server.createSession") or "upstream echo" in str(error)
     assert leaks(error_text(error), values) == [] and leaks(caplog.text, values) == []

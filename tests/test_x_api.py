@@ -195,7 +195,7 @@ async def test_server_down_is_source_error(tmp_path):
 async def test_slow_server_times_out_as_source_error(x_server, tmp_path):
     x_server.add_user("jack")
     x_server.stall(1, seconds=3)
-    source = XApiSource("jack", settings_for(x_server, tmp_path), timeout=0.3)
+    source = XApiSource("jack", settings_for(x_server, tmp_path), timeout=0.1)
     with pytest.raises(SourceError, match="timed out"):
         await source.fetch()
 

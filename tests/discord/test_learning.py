@@ -55,15 +55,22 @@ class Server:
         return int(member["user"]["id"])
 
     async def settle(self) -> None:
-        """Until the bot has handled the events sent so far: its event handlers (listeners, commands) have ended, or
-        wait for a person (a command showing buttons) — those are given a few seconds, then left running."""
-        for _ in range(3):
-            await asyncio.sleep(0.05)
+        """Until the bot has read every event sent so far (its gateway sequence has caught up with the fake's) and
+        the handlers those started (listeners, commands) have ended, or wait for a person (a command showing
+        buttons) — those are given a few seconds, then left running."""
+        async def read_all() -> None:
+            while (self.bot._get_websocket(shard_id=0).sequence or 0) < self.fake.seq:
+                await asyncio.sleep(0.001)
+
+        for _ in range(3):  # a handler's reply can bring another event
+            await asyncio.wait_for(read_all(), WAIT)
+            await asyncio.sleep(0)  # the handlers that dispatch scheduled have started
             pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
                        and (t.get_name().startswith(("discord.py: on_", "CommandTree", "discord-ui"))
                             or "_run_event" in repr(t.get_coro()))]
-            if pending:
-                await asyncio.wait(pending, timeout=3)
+            if not pending and self.bot._get_websocket(shard_id=0).sequence == self.fake.seq:
+                return
+            await asyncio.wait(pending, timeout=3)
 
     async def say(self, member: dict, content: str, channel: dict | None = None) -> list[str]:
         """Post a message as a person; returns what the bot sent or edited meanwhile."""
