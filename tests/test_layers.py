@@ -4,6 +4,7 @@ core never imports discord; no module imports another module's private names; th
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,10 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.cache
 def imports(path: Path) -> list[tuple[str, list[str], int]]:
-    """(absolute module, imported names, line) for every import in the file, lazy ones included."""
+    """(absolute module, imported names, line) for every import in the file, lazy ones included (each file read
+    once a run: four tests ask)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = []

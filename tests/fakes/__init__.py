@@ -61,7 +61,9 @@ class LocalServer(Failing):
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._httpd.fake = self
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name=name, daemon=True).start()
+        # stop() waits for the serving loop's next look at its shutdown flag: every 5 ms, so that a test's
+        # teardown does not wait (a hundred servers a run, at 0.05 s they cost 3 s of the fast subset)
+        threading.Thread(target=self._httpd.serve_forever, args=(0.005,), name=name, daemon=True).start()
         return self
 
     def start(self):
