@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 
@@ -17,13 +18,21 @@ def cpu_has_bf16() -> bool:
     except OSError:
         flags = set()
     native = bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}) if flags else torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    if not native:
+    if not native or capped_below_avx512():
         return False
     try:
         a = torch.ones(8, 8, dtype=torch.bfloat16)
         return bool((a @ a)[0, 0].item() == 8)
     except RuntimeError:
         return False
+
+
+def capped_below_avx512() -> bool:
+    """True when the libraries were told to use no more than AVX2 (ATEN_CPU_CAPABILITY=avx2,
+    ONEDNN_MAX_CPU_ISA=AVX2, as on a CPU without AVX-512): bf16 is then emulated, whatever the CPU has."""
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    return (torch.backends.cpu.get_cpu_capability() in ("AVX2", "NO AVX")
+            or onednn == "AVX" or onednn.startswith(("AVX2", "SSE")))
 
 
 def inference_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
