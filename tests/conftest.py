@@ -18,6 +18,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Compiled bytecode is kept even where PYTHONDONTWRITEBYTECODE is set (as on this project's machines): without it
 # every run compiles and assertion-rewrites the tests and bot/ again, 10 of the fast subset's seconds. Kept apart
 # in .pytest_cache/pycache, so the checkout stays as free of __pycache__ folders as the variable asked.
+# Tests' scratch folders (tmp_path) in memory where the machine has /dev/shm: on this project's machines removing
+# a folder from the disk takes about 3.6 ms (from tmpfs, microseconds), and each run creates some 700 folders
+# and removes an earlier run's: 4 s of the fast subset. PYTEST_DEBUG_TEMPROOT is pytest's own setting for it.
+if os.access("/dev/shm", os.W_OK):
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", "/dev/shm")
 if sys.dont_write_bytecode:
     sys.pycache_prefix = str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "pycache")
     sys.dont_write_bytecode = False
