@@ -47,6 +47,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import CACHE, gpt2_124m_dir, machine, matmul_peak, print_machine, sample_posts, save_results, show  # noqa: E402
+from bot.training import compiling  # noqa: E402
 from bot.training import trainer as T  # noqa: E402
 
 RECIPE_LR = 1.372e-4
@@ -119,17 +120,11 @@ def build(kind: str, base: Path):
     return model, T.make_optimizer(model, 1e-3 if kind.startswith("lora") else RECIPE_LR)[0]
 
 
-def transformer_blocks(model):
-    """The repeated blocks of a GPT-2 model, under a peft wrapper or not."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return inner.transformer.h
-
-
 def compiled(model, how: str):
     """The module a compiled variant steps with (its parameters are `model`'s)."""
-    if how == "blocks":
-        for block in transformer_blocks(model):
-            block.compile(dynamic=False)
+    if how == "blocks":  # as the trainer compiles (bot/training/compiling.py: each block's forward)
+        for block in compiling.transformer_blocks(model):
+            block.forward = torch.compile(block.forward, dynamic=False)
         return model
     return torch.compile(model, dynamic=False, mode="max-autotune-no-cudagraphs" if how == "autotune" else None)
 
