@@ -69,9 +69,11 @@ def throughput(steps: int, block: int = 1024, ranks=RANKS, compile_kinds: bool =
     """The trainer's own loop (bot/training/trainer.py: its base loading, LoRA wrapping, fused AdamW, clipping)
     for `steps` optimizer steps of 1,024 tokens (one block, or 1,024 / `block` blocks of `block`: the trainer's
     default in fp32 is 4 of 256) after one warm-up step, fp32 (a CPU without bf16), for the full model and for
-    LoRA at each rank; with `compile_kinds`, the full model and LoRA of the first rank compiled too (torch.compile,
-    dynamic=False; their first step, which compiles, is reported apart). The trainer's eval and samples are left
+    LoRA at each rank; with `compile_kinds`, the full model and LoRA of the first rank compiled too, as the trainer
+    compiles a long job (each transformer block, dynamic=False; their first step, which compiles, is reported
+    apart). The trainer's eval and samples are left
     out: they are the same for both and not training."""
+    from bot.training import compiling
     from bot.training import trainer as T
 
     base = gpt2_124m_dir()
@@ -88,16 +90,18 @@ def throughput(steps: int, block: int = 1024, ranks=RANKS, compile_kinds: bool =
     runs = {}
     for name, rank, compiled in kinds:
         model, optimizer = build(T, base, rank)
-        step_with = torch.compile(model, dynamic=False) if compiled else model
-        runs[name] = (model, step_with, optimizer, [])
+        if compiled:  # as the trainer compiles (bot/training/compiling.py): each transformer block's forward
+            for block in compiling.transformer_blocks(model):
+                block.forward = torch.compile(block.forward, dynamic=False)
+        runs[name] = (model, optimizer, [])
     for i in range(steps + 1):
         batch = blocks[i % len(blocks)].reshape(per_step, block)
-        for name, (model, step_with, optimizer, times) in runs.items():
+        for name, (model, optimizer, times) in runs.items():
             t = time.perf_counter()
-            train_step(T, model, step_with, optimizer, batch)
+            train_step(T, model, optimizer, batch)
             times.append(time.perf_counter() - t)
-        print("round", i, {k: round(v[3][-1], 2) for k, v in runs.items()}, "load", load_average(), flush=True)
-    for name, (model, _, _, times) in runs.items():
+        print("round", i, {k: round(v[2][-1], 2) for k, v in runs.items()}, "load", load_average(), flush=True)
+    for name, (model, _, times) in runs.items():
         timed = times[1:]  # the first step warms up (and compiles)
         figures[name] = {"tokens_per_s": round(1024 * len(timed) / sum(timed), 1),
                          "step_s": [round(t, 2) for t in times], "first_step_s": round(times[0], 1),
@@ -127,8 +131,8 @@ def build(T, base: Path, rank: int | None):
     return model, T.make_optimizer(model, 1e-3 if rank else 1.372e-4)[0]
 
 
-def train_step(T, model, step_with, optimizer, batch: torch.Tensor) -> None:
-    loss = step_with(input_ids=batch, labels=batch, use_cache=False).loss  # as the trainer: no KV cache in training
+def train_step(T, model, optimizer, batch: torch.Tensor) -> None:
+    loss = model(input_ids=batch, labels=batch, use_cache=False).loss  # as the trainer: no KV cache in training
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), T.MAX_GRAD_NORM)
     optimizer.step()
@@ -150,7 +154,7 @@ def profile(block: int, rank: int = 8, top: int = 18) -> dict:
     for name, r in (("full", None), (f"lora_r{rank}", rank)):
         model, optimizer = build(T, base, r)
         batch = blocks[0].reshape(per_step, block)
-        train_step(T, model, model, optimizer, batch)  # warm-up
+        train_step(T, model, optimizer, batch)  # warm-up
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             t = time.perf_counter()
             with record_function("phase: forward + loss"):

@@ -321,7 +321,7 @@ QUALITY = {  # name -> (dropout, freeze: None | "wte" | "half", block divisor (b
     "block_quarter": (0.0, None, 4),
     "frozen_wte+block_quarter": (0.0, "wte", 4),
     "frozen_wte_half+block_quarter": (0.0, "half", 4),
-    "compiled+block_quarter": (0.0, None, 4),  # torch.compile of the model: the same math, kernels fused
+    "compiled+block_quarter": (0.0, None, 4),  # torch.compile of each block, as the trainer: the same math, fused
 }
 
 
@@ -348,11 +348,14 @@ def fine_tune(base: Path, tok, posts: list[str], held: list[str], name: str, see
     optimizer, _ = T.make_optimizer(model, lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     model.train()
-    stepped = torch.compile(model, dynamic=False) if name.startswith("compiled") else model
+    if name.startswith("compiled"):
+        compiled(model, "blocks")  # as the trainer compiles a long job
     for blocks in epochs_blocks:
         for b in blocks:
-            train_step(stepped, optimizer, b.reshape(per_step, block))  # the same tokens a step for every variant
+            train_step(model, optimizer, b.reshape(per_step, block))  # the same tokens a step for every variant
             schedule.step()
+    for b in compiling.transformer_blocks(model):
+        b.__dict__.pop("forward", None)  # evaluated eagerly, as the trainer does
     held_ids = T.join_posts(T.tokenize(tok, held), eot)
     cpu, fp32 = torch.device("cpu"), T.autocast_for(torch.device("cpu"), "fp32")
     return model, T.evaluate(model, held_ids, context, cpu, fp32), T.evaluate(model, held_ids, context // 4, cpu, fp32)
