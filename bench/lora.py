@@ -91,8 +91,8 @@ def throughput(steps: int, block: int = 1024, ranks=RANKS, compile_kinds: bool =
     for name, rank, compiled in kinds:
         model, optimizer = build(T, base, rank)
         if compiled:  # as the trainer compiles (bot/training/compiling.py): each transformer block's forward
-            for block in compiling.transformer_blocks(model):
-                block.forward = torch.compile(block.forward, dynamic=False)
+            for layer in compiling.transformer_blocks(model):
+                layer.forward = torch.compile(layer.forward, dynamic=False)
         runs[name] = (model, optimizer, [])
     for i in range(steps + 1):
         batch = blocks[i % len(blocks)].reshape(per_step, block)

@@ -26,7 +26,11 @@ recipe's step, in fp32, interleaved round by round in one run.
    (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2): the closest this machine comes
    to an AVX2 CPU; kept apart in the results (`training_levers_capped_avx2`).
 
+4. `--isolated`: each variant alone in a fresh process, the variants alternating round by round (what one
+   training job sees: no other model's steps between its own).
+
     python bench/train_levers.py [--rounds 3] [--steps 2] [--only recipe,ours,...] [--quality] [--capped-avx2]
+                                 [--isolated]
 """
 
 from __future__ import annotations
@@ -311,6 +315,38 @@ def throughput(names: list[str], rounds: int, steps: int, threads_all: int | Non
     return figures
 
 
+def isolated(names: list[str], rounds: int, steps: int, threads: int | None = None) -> dict:
+    """Each variant alone in a fresh process (one warm-up step, then `steps` timed), the variants taking turns
+    round by round: no other model's step between two of its own (interleaved variants share the allocator and
+    the caches, which can favour one kind of step). A compiled variant's first round compiles with an empty
+    inductor cache, later rounds find it there."""
+    figures: dict = {"model": "GPT-2 124M-shaped, random weights", "precision": "fp32", "tokens_per_step": 1024,
+                     "mode": "isolated: each variant alone in a fresh process, alternating", "rounds": rounds,
+                     "timed_steps_per_round": steps, "load_average_before": load_average()}
+    times: dict[str, list[float]] = {n: [] for n in names}
+    first: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            out = run_child(name, steps, threads)
+            times[name] += out["times"]
+            first[name].append(round(out["first_step_s"], 1))
+        print(f"round {r + 1}/{rounds}:", {n: round(1024 * steps / sum(times[n][-steps:]), 1) for n in names},
+              "| load", load_average(), flush=True)
+    figures["load_average_after"] = load_average()
+    for name in names:
+        figures[name] = {"tokens_per_s": round(1024 * len(times[name]) / sum(times[name]), 1),
+                         "step_s_median": round(statistics.median(times[name]), 2),
+                         "step_s": [round(t, 2) for t in times[name]], "first_step_s_each_round": first[name]}
+    for name in names:
+        figures[name]["ratio_to_first"] = round(figures[name]["tokens_per_s"] / figures[names[0]]["tokens_per_s"], 2)
+    show(f"isolated processes, ratio to {names[0]}",
+         [(n, f"{figures[n]['tokens_per_s']:>6} tok/s  {figures[n]['ratio_to_first']}×  median step "
+              f"{figures[n]['step_s_median']} s  first steps {figures[n]['first_step_s_each_round']}")
+          for n in names] + [("load average before / after",
+                              f"{figures['load_average_before']} / {figures['load_average_after']}")])
+    return figures
+
+
 # -- 2. quality ------------------------------------------------------------------------------------------------
 
 QUALITY = {  # name -> (dropout, freeze: None | "wte" | "half", block divisor (blocks a step))
@@ -429,6 +465,7 @@ def main() -> None:
     ap.add_argument("--quality", action="store_true", help="the quality section only")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--capped-avx2", action="store_true", help="re-run in a child with the libraries capped to AVX2")
+    ap.add_argument("--isolated", action="store_true", help="each variant alone in a fresh process, alternating")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--section", default="training_levers", help="the results section (default: training_levers, "
                     "training_levers_quality with --quality)")
@@ -438,7 +475,7 @@ def main() -> None:
     only = [n.strip() for n in (a.only or ",".join(QUALITY if a.quality else VARIANTS)).split(",") if n.strip()]
     if a.capped_avx2:
         args = [sys.executable, __file__, "--rounds", str(a.rounds), "--steps", str(a.steps), "--only", ",".join(only),
-                "--section", f"{a.section}_capped_avx2", *(["--threads", str(a.threads)] if a.threads else [])]
+                "--section", f"{a.section}_capped_avx2", *(["--isolated"] if a.isolated else []), *(["--threads", str(a.threads)] if a.threads else [])]
         sys.exit(subprocess.run(args, env={**os.environ, **AVX2_CAP}).returncode)
     if a.section.endswith("capped_avx2"):
         print("libraries capped to AVX2:", " ".join(f"{k}={v}" for k, v in AVX2_CAP.items()))
@@ -452,7 +489,7 @@ def main() -> None:
             section = "training_levers_quality" if a.section == "training_levers" else a.section
             save_results(section, quality(a.seeds, only))
             return
-        figures = throughput(only, a.rounds, a.steps, a.threads)
+        figures = (isolated if a.isolated else throughput)(only, a.rounds, a.steps, a.threads)
     if a.section.endswith("capped_avx2"):
         figures["capped"] = AVX2_CAP
     save_results(a.section, figures)
