@@ -24,8 +24,6 @@ runs in a training child process (bot/training/child.py) and does, in order:
    blocks of 256 a step: the same tokens a step, less attention; every core, at a lower priority than the
    service). AdamW (fused where torch has it), cosine schedule with no warm-up, gradient clipping at 1.0,
    as the transformers Trainer that the recipe used does. Weights stay fp32; autocast computes in the lower precision.
-   On the CPU, a job long enough to pay for it compiles the model's blocks (torch.compile) after its first two
-   steps, and trains on uncompiled if compiling fails (bot/training/compiling.py).
 5. **Eval**: loss and perplexity on the held-out posts, before and after training.
 6. **Progress**: `on_event` gets phase events ("load", "eval", "train", "save") and progress events at
    most every PROGRESS_EVERY_S seconds, plus the first and the last step. An exception raised by
@@ -60,7 +58,7 @@ from ..generation import DEFAULTS, LoadedModel, generate
 from ..generation.anticopy import build_index
 from ..generation.framing import Framing, context_length
 from ..modelfolder import ANTICOPY_FILE, LOSS_FILE, PREDICTIONS_FILE, TRAINING_FILE, install
-from . import compiling, qlora
+from . import qlora
 from .basemodel import base_kind
 from .tracking import Tracker
 from .card import write_card
@@ -145,15 +143,6 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
     progress = Progress(on_event, total)
     losses: list[float] = []
     step = tokens = 0
-
-    def forward_backward(batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with autocast():
-            loss = model(input_ids=batch, labels=labels, use_cache=False).loss  # training reads no KV cache
-        scaler.scale(loss).backward()
-        return loss
-
-    # eager for the first steps, then compiled if the job is long enough to pay for it (bot/training/compiling.py)
-    steps = compiling.Steps(model, device, precision, req.lora, total)
     model.train()
     for _ in range(req.epochs):
         order = rng.sample(range(len(post_ids)), len(post_ids))  # this epoch's shuffled copy of the posts
@@ -163,7 +152,9 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
             if step == total:
                 break
             batch = blocks[first:first + per_step].to(device)
-            loss = steps.run(forward_backward, batch, label_blocks[first:first + per_step].to(device))
+            with autocast():
+                loss = model(input_ids=batch, labels=label_blocks[first:first + per_step].to(device)).loss
+            scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
             scaler.step(optimizer)
@@ -175,7 +166,6 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
             progress.update(step, losses[-1], tokens)
             tracker.log(step, {"loss": losses[-1]})
     train_seconds = progress.elapsed()
-    steps.finish()  # the eval, the samples and the saved model run the model's own (eager) blocks
 
     # 5. eval after ------------------------------------------------------------------------------
     on_event({"type": "phase", "phase": "eval"})
@@ -218,7 +208,6 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
         "device": str(device),
         "precision": precision,
         "cpu_threads": threads,
-        "compiled": steps.record,
         "steps": step,
         "blocks_per_epoch": blocks_per_epoch,
         "trained_tokens": tokens,
