@@ -69,11 +69,10 @@ def throughput(steps: int, block: int = 1024, ranks=RANKS, compile_kinds: bool =
     """The trainer's own loop (bot/training/trainer.py: its base loading, LoRA wrapping, fused AdamW, clipping)
     for `steps` optimizer steps of 1,024 tokens (one block, or 1,024 / `block` blocks of `block`: the trainer's
     default in fp32 is 4 of 256) after one warm-up step, fp32 (a CPU without bf16), for the full model and for
-    LoRA at each rank; with `compile_kinds`, the full model and LoRA of the first rank compiled too, as the trainer
-    compiles a long job (each transformer block, dynamic=False; their first step, which compiles, is reported
-    apart). The trainer's eval and samples are left
+    LoRA at each rank; with `compile_kinds`, the full model and LoRA of the first rank compiled too (each
+    transformer block, dynamic=False; their first step, which compiles, is reported apart). The trainer's eval and samples are left
     out: they are the same for both and not training."""
-    from bot.training import compiling
+    from bench.train_levers import transformer_blocks
     from bot.training import trainer as T
 
     base = gpt2_124m_dir()
@@ -90,8 +89,8 @@ def throughput(steps: int, block: int = 1024, ranks=RANKS, compile_kinds: bool =
     runs = {}
     for name, rank, compiled in kinds:
         model, optimizer = build(T, base, rank)
-        if compiled:  # as the trainer compiles (bot/training/compiling.py): each transformer block's forward
-            for layer in compiling.transformer_blocks(model):
+        if compiled:  # regional compilation, as bench/train_levers.py's compiled_blocks variants
+            for layer in transformer_blocks(model):
                 layer.forward = torch.compile(layer.forward, dynamic=False)
         runs[name] = (model, optimizer, [])
     for i in range(steps + 1):

@@ -51,7 +51,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import CACHE, gpt2_124m_dir, machine, matmul_peak, print_machine, sample_posts, save_results, show  # noqa: E402
-from bot.training import compiling  # noqa: E402
 from bot.training import trainer as T  # noqa: E402
 
 RECIPE_LR = 1.372e-4
@@ -124,10 +123,18 @@ def build(kind: str, base: Path):
     return model, T.make_optimizer(model, 1e-3 if kind.startswith("lora") else RECIPE_LR)[0]
 
 
+def transformer_blocks(model) -> list:
+    """The model's repeated blocks (the classes transformers names in `_no_split_modules`: GPT2Block, ...), under a
+    peft wrapper or not."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    names = set(getattr(base, "_no_split_modules", None) or ())
+    return [m for m in base.modules() if type(m).__name__ in names]
+
+
 def compiled(model, how: str):
     """The module a compiled variant steps with (its parameters are `model`'s)."""
-    if how == "blocks":  # as the trainer compiles (bot/training/compiling.py: each block's forward)
-        for block in compiling.transformer_blocks(model):
+    if how == "blocks":  # regional compilation: each block's forward
+        for block in transformer_blocks(model):
             block.forward = torch.compile(block.forward, dynamic=False)
         return model
     return torch.compile(model, dynamic=False, mode="max-autotune-no-cudagraphs" if how == "autotune" else None)
@@ -385,13 +392,13 @@ def fine_tune(base: Path, tok, posts: list[str], held: list[str], name: str, see
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     model.train()
     if name.startswith("compiled"):
-        compiled(model, "blocks")  # as the trainer compiles a long job
+        compiled(model, "blocks")
     for blocks in epochs_blocks:
         for b in blocks:
             train_step(model, optimizer, b.reshape(per_step, block))  # the same tokens a step for every variant
             schedule.step()
-    for b in compiling.transformer_blocks(model):
-        b.__dict__.pop("forward", None)  # evaluated eagerly, as the trainer does
+    for b in transformer_blocks(model):
+        b.__dict__.pop("forward", None)  # evaluated eagerly
     held_ids = T.join_posts(T.tokenize(tok, held), eot)
     cpu, fp32 = torch.device("cpu"), T.autocast_for(torch.device("cpu"), "fp32")
     return model, T.evaluate(model, held_ids, context, cpu, fp32), T.evaluate(model, held_ids, context // 4, cpu, fp32)
