@@ -15,7 +15,9 @@ recipe's step, in fp32, interleaved round by round in one run.
    - frozen embedding and the bottom half of the blocks: no backward pass at all below layer 6;
    - LoRA rank 8 and 16 (the trainer's --lora; tokens/s only — its quality is issue 13's);
    - blocks of 256 tokens, 4 a step (the same 1,024 tokens a step): posts are ~20 tokens, and attention's cost
-     grows with the block.
+     grows with the block;
+   - torch.compile (COMPILED: the whole model, or each transformer block; full and LoRA r8): the first step's extra
+     time (compiling, with an empty inductor cache) and, in a second process, with the first one's cache on disk.
    Tokens/s, the ratio to the recipe, and the fraction of the fp32 matmul peak under each variant's FLOP model
    (PaLM's count: 6 FLOPs per weight per token, less what the variant skips, plus 12·layers·width·block for
    attention).
