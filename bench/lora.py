@@ -14,7 +14,10 @@
    is proven by tests/test_bases.py (logits equal to the adapter loaded alone).
    Target: p99 under 50 ms.
 
-    python bench/lora.py [--steps 6] [--skip-train] [--skip-memory]
+4. `--profile`: where one training step's time goes, full fine-tune against LoRA r8 (torch profiler).
+
+    python bench/lora.py [--steps 6] [--skip-train] [--skip-memory] [--block 256] [--ranks 8] [--compile]
+                         [--section NAME] [--profile]
 """
 
 from __future__ import annotations
@@ -40,6 +43,14 @@ COUNTS = (1, 10, 50)
 RANKS = (4, 8, 16)
 
 
+CAP_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def capped() -> bool:
+    """Whether the libraries were capped (to AVX2: ATEN_CPU_CAPABILITY=avx2 ...) for this run."""
+    return any(k in os.environ for k in CAP_VARIABLES)
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -54,50 +65,118 @@ def rss_mb() -> float:
 # -- 1. training throughput -----------------------------------------------------------------------------------
 
 
-def throughput(steps: int) -> dict:
+def throughput(steps: int, block: int = 1024, ranks=RANKS, compile_kinds: bool = False) -> dict:
     """The trainer's own loop (bot/training/trainer.py: its base loading, LoRA wrapping, fused AdamW, clipping)
-    for `steps` optimizer steps of one 1,024-token block after one warm-up step, fp32 (a CPU without bf16), for
-    the full model and for LoRA at each rank. The trainer's eval and samples are left out: they are the same
-    for both and not training."""
+    for `steps` optimizer steps of 1,024 tokens (one block, or 1,024 / `block` blocks of `block`: the trainer's
+    default in fp32 is 4 of 256) after one warm-up step, fp32 (a CPU without bf16), for the full model and for
+    LoRA at each rank; with `compile_kinds`, the full model and LoRA of the first rank compiled too (each
+    transformer block, dynamic=False; their first step, which compiles, is reported apart). The trainer's eval and samples are left
+    out: they are the same for both and not training."""
+    from bench.train_levers import transformer_blocks
     from bot.training import trainer as T
 
     base = gpt2_124m_dir()
-    tok = __import__("transformers").AutoTokenizer.from_pretrained(base)
-    stream = T.join_posts(T.tokenize(tok, sample_posts()), tok.eos_token_id)
-    blocks = T.pack(stream, 1024)
-    figures: dict = {"model": "GPT-2 124M-shaped, random weights", "precision": "fp32", "block_size": 1024,
-                     "batch_size": 1, "timed_steps": steps, "load_average_before": load_average()}
+    blocks = token_blocks(base)
+    per_step = 1024 // block
+    figures: dict = {"model": "GPT-2 124M-shaped, random weights", "precision": "fp32", "block_size": block,
+                     "blocks_per_step": per_step, "timed_steps": steps, "load_average_before": load_average()}
     T.pick_threads(torch.device("cpu"))
     # every kind is built first, then their steps are interleaved (full, r4, r8, r16, full, ...): the machine is
     # shared, and a change of load then falls on every kind alike
+    kinds = [("full", None, False), *((f"lora_r{r}", r, False) for r in ranks)]
+    if compile_kinds:
+        kinds += [("full_compiled", None, True), (f"lora_r{ranks[0]}_compiled", ranks[0], True)]
     runs = {}
-    for name, rank in [("full", None), *((f"lora_r{r}", r) for r in RANKS)]:
-        model, _ = T.load_base(str(base), "bench")
-        T.set_dropout(model, 0.0)
-        if rank:
-            model = T.with_lora(model, rank, str(base))
-        model.train()
-        runs[name] = (model, T.make_optimizer(model, 1e-3 if rank else 1.372e-4)[0], [])
+    for name, rank, compiled in kinds:
+        model, optimizer = build(T, base, rank)
+        if compiled:  # regional compilation, as bench/train_levers.py's compiled_blocks variants
+            for layer in transformer_blocks(model):
+                layer.forward = torch.compile(layer.forward, dynamic=False)
+        runs[name] = (model, optimizer, [])
     for i in range(steps + 1):
-        batch = blocks[i % len(blocks)][None]
+        batch = blocks[i % len(blocks)].reshape(per_step, block)
         for name, (model, optimizer, times) in runs.items():
             t = time.perf_counter()
-            loss = model(input_ids=batch, labels=batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), T.MAX_GRAD_NORM)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            train_step(T, model, optimizer, batch)
             times.append(time.perf_counter() - t)
         print("round", i, {k: round(v[2][-1], 2) for k, v in runs.items()}, "load", load_average(), flush=True)
     for name, (model, _, times) in runs.items():
-        timed = times[1:]  # the first step warms up
+        timed = times[1:]  # the first step warms up (and compiles)
         figures[name] = {"tokens_per_s": round(1024 * len(timed) / sum(timed), 1),
+                         "step_s": [round(t, 2) for t in times], "first_step_s": round(times[0], 1),
                          "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     figures["load_average_after"] = load_average()
-    for r in RANKS:
-        figures[f"lora_r{r}"]["speedup_vs_full"] = round(figures[f"lora_r{r}"]["tokens_per_s"]
-                                                         / figures["full"]["tokens_per_s"], 2)
-    show("training throughput: full fine-tune vs LoRA (124M-shaped, fp32)", list(figures.items()))
+    for name in runs:
+        figures[name]["speedup_vs_full"] = round(figures[name]["tokens_per_s"] / figures["full"]["tokens_per_s"], 2)
+    show(f"training throughput: full fine-tune vs LoRA (124M-shaped, fp32, {per_step} x {block} tokens a step)",
+         list(figures.items()))
+    return figures
+
+
+def token_blocks(base: Path) -> torch.Tensor:
+    from bot.training import trainer as T
+
+    tok = __import__("transformers").AutoTokenizer.from_pretrained(base)
+    return T.pack(T.join_posts(T.tokenize(tok, sample_posts()), tok.eos_token_id), 1024)
+
+
+def build(T, base: Path, rank: int | None):
+    """(model, optimizer) as the trainer builds them: dropout 0, LoRA of `rank` on every linear layer or none."""
+    model, _ = T.load_base(str(base), "bench")
+    T.set_dropout(model, 0.0)
+    if rank:
+        model = T.with_lora(model, rank, str(base))
+    model.train()
+    return model, T.make_optimizer(model, 1e-3 if rank else 1.372e-4)[0]
+
+
+def train_step(T, model, optimizer, batch: torch.Tensor) -> None:
+    loss = model(input_ids=batch, labels=batch, use_cache=False).loss  # as the trainer: no KV cache in training
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), T.MAX_GRAD_NORM)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def profile(block: int, rank: int = 8, top: int = 18) -> dict:
+    """Where a step's time goes, full fine-tune against LoRA: one warm-up step, then one step each under the torch
+    profiler; the operators with the most self CPU time, and the step's forward / backward / optimizer split."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile, record_function
+
+    from bot.training import trainer as T
+
+    base = gpt2_124m_dir()
+    blocks = token_blocks(base)
+    T.pick_threads(torch.device("cpu"))
+    per_step = 1024 // block
+    figures: dict = {"block_size": block, "blocks_per_step": per_step, "load_average_before": load_average()}
+    for name, r in (("full", None), (f"lora_r{rank}", rank)):
+        model, optimizer = build(T, base, r)
+        batch = blocks[0].reshape(per_step, block)
+        train_step(T, model, optimizer, batch)  # warm-up
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            t = time.perf_counter()
+            with record_function("phase: forward + loss"):
+                loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+            with record_function("phase: backward"):
+                loss.backward()
+            with record_function("phase: clip + optimizer"):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), T.MAX_GRAD_NORM)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            step_s = time.perf_counter() - t
+        events = prof.key_averages()
+        phases = {e.key.removeprefix("phase: "): round(e.cpu_time_total / 1e6, 3) for e in events
+                  if e.key.startswith("phase: ")}
+        ops = sorted((e for e in events if not e.key.startswith("phase: ")), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in events if not e.key.startswith("phase: "))
+        figures[name] = {"step_s": round(step_s, 2), "phases_s": phases,
+                         "top_ops": [{"op": e.key, "calls": e.count, "self_s": round(e.self_cpu_time_total / 1e6, 3),
+                                      "share": round(e.self_cpu_time_total / total, 3)} for e in ops[:top]]}
+        print(f"\n== {name}: step {step_s:.2f} s, phases {phases}")
+        print(events.table(sort_by="self_cpu_time_total", row_limit=top))
+        del model, optimizer
+    figures["load_average_after"] = load_average()
     return figures
 
 
@@ -220,6 +299,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="timed training steps of each kind (default 6)")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--block", type=int, default=1024, help="training block (1,024 tokens a step: 1024/block blocks)")
+    ap.add_argument("--ranks", default=",".join(map(str, RANKS)), help="LoRA ranks to time (default 4,8,16)")
+    ap.add_argument("--compile", action="store_true", help="also time the full model and LoRA compiled")
+    ap.add_argument("--profile", action="store_true", help="only profile one step of full and LoRA r8")
+    ap.add_argument("--section", default="lora_throughput", help="results section of the throughput figures")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child is not None:
@@ -227,10 +311,17 @@ def main() -> None:
         return
     print_machine()
     print("load average", load_average(), "(the machine is shared: figures are under that load)", flush=True)
+    if a.profile:
+        print("saved to", save_results("lora_profile" + ("_capped_avx2" if capped() else ""), profile(a.block)))
+        return
     if not a.skip_memory:
         print("saved to", save_results("lora_memory", personas_memory()))
     if not a.skip_train:
-        print("saved to", save_results("lora_throughput", throughput(a.steps)))
+        ranks = tuple(int(r) for r in a.ranks.split(","))
+        figures = throughput(a.steps, a.block, ranks, a.compile)
+        if capped():
+            figures["capped"] = {k: os.environ[k] for k in CAP_VARIABLES if k in os.environ}
+        print("saved to", save_results(a.section, figures))
 
 
 if __name__ == "__main__":

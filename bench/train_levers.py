@@ -15,7 +15,9 @@ recipe's step, in fp32, interleaved round by round in one run.
    - frozen embedding and the bottom half of the blocks: no backward pass at all below layer 6;
    - LoRA rank 8 and 16 (the trainer's --lora; tokens/s only — its quality is issue 13's);
    - blocks of 256 tokens, 4 a step (the same 1,024 tokens a step): posts are ~20 tokens, and attention's cost
-     grows with the block.
+     grows with the block;
+   - torch.compile (COMPILED: the whole model, or each transformer block; full and LoRA r8): the first step's extra
+     time (compiling, with an empty inductor cache) and, in a second process, with the first one's cache on disk.
    Tokens/s, the ratio to the recipe, and the fraction of the fp32 matmul peak under each variant's FLOP model
    (PaLM's count: 6 FLOPs per weight per token, less what the variant skips, plus 12·layers·width·block for
    attention).
@@ -26,7 +28,11 @@ recipe's step, in fp32, interleaved round by round in one run.
    (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2): the closest this machine comes
    to an AVX2 CPU; kept apart in the results (`training_levers_capped_avx2`).
 
+4. `--isolated`: each variant alone in a fresh process, the variants alternating round by round (what one
+   training job sees: no other model's steps between its own).
+
     python bench/train_levers.py [--rounds 3] [--steps 2] [--only recipe,ours,...] [--quality] [--capped-avx2]
+                                 [--isolated]
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,6 +79,24 @@ VARIANTS = {
     "block_256": ("full", None, 256, 4, None),
     "frozen_wte+block_256": ("frozen_wte", None, 256, 4, None),
     "frozen_wte_half+block_256": ("frozen_half", None, 256, 4, None),
+    "compiled+block_256": ("full", None, 256, 4, None),
+    "compiled_blocks+block_256": ("full", None, 256, 4, None),
+    "compiled_autotune+block_256": ("full", None, 256, 4, None),
+    "lora_r8+block_256": ("lora8", None, 256, 4, None),
+    "compiled_lora_r8+block_256": ("lora8", None, 256, 4, None),
+    "compiled_blocks_lora_r8+block_256": ("lora8", None, 256, 4, None),
+}
+# variant -> how torch.compile is applied (dynamic=False: a step's blocks always have one shape):
+#   "model": the whole model, loss included (the labels go in, HF computes the loss inside forward), forward and
+#            backward (AOTAutograd); "blocks": each transformer block on its own (regional compilation: the 12 blocks
+#            share one compiled graph, so it compiles once); "autotune": the whole model, mode
+#            "max-autotune-no-cudagraphs" (inductor tries its own C++ GEMM templates against aten's)
+COMPILED = {
+    "compiled+block_256": "model",
+    "compiled_blocks+block_256": "blocks",
+    "compiled_autotune+block_256": "autotune",
+    "compiled_lora_r8+block_256": "model",
+    "compiled_blocks_lora_r8+block_256": "blocks",
 }
 
 
@@ -100,9 +125,39 @@ def build(kind: str, base: Path):
     return model, T.make_optimizer(model, 1e-3 if kind.startswith("lora") else RECIPE_LR)[0]
 
 
+def transformer_blocks(model) -> list:
+    """The model's repeated blocks (the classes transformers names in `_no_split_modules`: GPT2Block, ...), under a
+    peft wrapper or not."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    names = set(getattr(base, "_no_split_modules", None) or ())
+    return [m for m in base.modules() if type(m).__name__ in names]
+
+
+def compiled(model, how: str):
+    """The module a compiled variant steps with (its parameters are `model`'s)."""
+    if how == "blocks":  # regional compilation: each block's forward
+        for block in transformer_blocks(model):
+            block.forward = torch.compile(block.forward, dynamic=False)
+        return model
+    return torch.compile(model, dynamic=False, mode="max-autotune-no-cudagraphs" if how == "autotune" else None)
+
+
+def make(name: str, base: Path):
+    """(the module to step with, optimizer) of one variant."""
+    model, optimizer = build(VARIANTS[name][0], base)
+    return (compiled(model, COMPILED[name]) if name in COMPILED else model), optimizer
+
+
+def model_key(name: str) -> str:
+    """Variants with the same key share one model (and optimizer): the same kind, compiled the same way."""
+    return VARIANTS[name][0] + (f"|{COMPILED[name]}" if name in COMPILED else "")
+
+
 def train_step(model, optimizer, batch: torch.Tensor) -> float:
-    """One optimizer step as the trainer's loop does it (fp32: no autocast, no scaler)."""
-    loss = model(input_ids=batch, labels=batch).loss
+    """One optimizer step as the trainer's loop does it (fp32: no autocast, no scaler; no KV cache: a training
+    pass reads none, and transformers' cache object, updated block by block, made a compiled block recompile for
+    each of the 12 layers until dynamo's limit of 8 left the rest uncompiled)."""
+    loss = model(input_ids=batch, labels=batch, use_cache=False).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], T.MAX_GRAD_NORM)
     optimizer.step()
@@ -142,20 +197,32 @@ def batch_for(name: str, blocks: torch.Tensor, i: int) -> torch.Tensor:
     return blocks[i % len(blocks)].reshape(per_step, block)  # the same 1,024 tokens, as 4 blocks of 256 or 1
 
 
-def child(name: str, steps: int) -> None:
-    """A variant that needs its own process (OpenMP settings read at start): one warm-up step, then `steps` timed
-    steps; prints the times as JSON on the last line."""
+def child(name: str, steps: int, threads: int | None = None) -> None:
+    """A variant in its own process (OpenMP settings read at start; a compiled variant's second job, which finds
+    the first one's compiled graphs in the inductor cache): one warm-up step, then `steps` timed steps; prints
+    {"first_step_s", "times"} as JSON on the last line."""
     base = gpt2_124m_dir()
     blocks = data_blocks(base)
-    torch.set_num_threads(os.cpu_count() or 1)
-    model, optimizer = build(VARIANTS[name][0], base)
+    torch.set_num_threads(VARIANTS[name][1] or threads or os.cpu_count() or 1)
+    model, optimizer = make(name, base)
+    t = time.perf_counter()
     train_step(model, optimizer, batch_for(name, blocks, 0))
+    first = time.perf_counter() - t
     times = []
     for i in range(steps):
         t = time.perf_counter()
         train_step(model, optimizer, batch_for(name, blocks, i + 1))
         times.append(time.perf_counter() - t)
-    print(json.dumps(times))
+    print(json.dumps({"first_step_s": first, "times": times}))
+
+
+def run_child(name: str, steps: int, threads: int | None, env: dict | None = None) -> dict:
+    args = [sys.executable, __file__, "--child", name, "--steps", str(steps),
+            *(["--threads", str(threads)] if threads else [])]
+    out = subprocess.run(args, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{name} failed in its child:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def throughput(names: list[str], rounds: int, steps: int, threads_all: int | None = None) -> dict:
@@ -171,16 +238,20 @@ def throughput(names: list[str], rounds: int, steps: int, threads_all: int | Non
                      "load_average_before": load_average()}
     models: dict[str, tuple] = {}
     for name in names:
-        kind, _, _, _, env = VARIANTS[name]
-        if env is None and kind not in models:
-            models[kind] = build(kind, base)
+        if VARIANTS[name][4] is None and model_key(name) not in models:
+            models[model_key(name)] = make(name, base)
     times: dict[str, list[float]] = {n: [] for n in names}
-    # warm-up: one step each (the optimizer's state, the allocator's pools)
+    # warm-up: one step each (the optimizer's state, the allocator's pools; a compiled variant compiles here, with
+    # an empty inductor cache: main() points TORCHINDUCTOR_CACHE_DIR at a fresh folder)
+    first_step: dict[str, float] = {}
     for name in names:
         kind, threads, _, _, env = VARIANTS[name]
         if env is None:
             torch.set_num_threads(threads or cores)
-            train_step(*models[kind], batch_for(name, blocks, 0))
+            t = time.perf_counter()
+            train_step(*models[model_key(name)], batch_for(name, blocks, 0))
+            first_step[name] = time.perf_counter() - t
+            print(f"  first step of {name}: {first_step[name]:.1f} s", flush=True)
     torch.set_num_threads(cores)
     print("built and warmed up:", ", ".join(names), "| load", load_average(), flush=True)
     for r in range(rounds):
@@ -190,18 +261,24 @@ def throughput(names: list[str], rounds: int, steps: int, threads_all: int | Non
         for name in order:
             kind, threads, _, _, env = VARIANTS[name]
             if env is not None:
-                out = subprocess.run([sys.executable, __file__, "--child", name, "--steps", str(steps)],
-                                     env={**os.environ, **env}, capture_output=True, text=True, check=True)
-                times[name] += json.loads(out.stdout.strip().splitlines()[-1])
+                times[name] += run_child(name, steps, threads_all, env)["times"]
                 continue
             torch.set_num_threads(threads or cores)
             for i in range(steps):
                 t = time.perf_counter()
-                train_step(*models[kind], batch_for(name, blocks, r * steps + i + 1))
+                train_step(*models[model_key(name)], batch_for(name, blocks, r * steps + i + 1))
                 times[name].append(time.perf_counter() - t)
             torch.set_num_threads(cores)
         print(f"round {r + 1}/{rounds}:", {n: round(1024 * steps / sum(times[n][-steps:]), 1) for n in names},
               "| load", load_average(), flush=True)
+    # a second job: a fresh process compiling the same variant again, with the first one's inductor cache (FX graph
+    # and AOTAutograd caches) on disk, as a second training job on the same machine would find it
+    second_job = {}
+    for name in names:
+        if name in COMPILED:
+            second_job[name] = run_child(name, 1, threads_all)["first_step_s"]
+            print(f"  first step of {name} in a second process, inductor cache warm: {second_job[name]:.1f} s",
+                  flush=True)
     figures["load_average_after"] = load_average()
     peak = max(peaks)
     figures["fp32_peak_gflops"] = round(peak, 1)
@@ -209,8 +286,7 @@ def throughput(names: list[str], rounds: int, steps: int, threads_all: int | Non
     # a loaded model of each kind for its parameter counts (child variants: counted on a fresh build)
     recipe_tps = None
     for name in names:
-        kind = VARIANTS[name][0]
-        model = models[kind][0] if kind in models else build(kind, base)[0]
+        model = models[model_key(name)][0] if model_key(name) in models else build(VARIANTS[name][0], base)[0]
         cfg = model.config
         n_all = sum(p.numel() for p in model.parameters())
         lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
@@ -222,6 +298,12 @@ def throughput(names: list[str], rounds: int, steps: int, threads_all: int | Non
                          "fraction_of_fp32_peak": round(tps * flop / 1e9 / peak, 3),
                          "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
                          "step_s": [round(t, 2) for t in times[name]]}
+        if name in first_step:  # what the first step costs beyond a steady one: compiling, for a compiled variant
+            figures[name]["first_step_s"] = round(first_step[name], 1)
+            figures[name]["first_step_extra_s"] = round(first_step[name] - statistics.median(times[name]), 1)
+        if name in second_job:
+            figures[name]["first_step_s_second_job"] = round(second_job[name], 1)
+            figures[name]["first_step_extra_s_second_job"] = round(second_job[name] - statistics.median(times[name]), 1)
     if recipe_tps:
         for name in names:
             figures[name]["ratio_to_recipe"] = round(figures[name]["tokens_per_s"] / recipe_tps, 2)
@@ -233,7 +315,42 @@ def throughput(names: list[str], rounds: int, steps: int, threads_all: int | Non
     show("training levers, fp32, 124M-shaped (tokens/s; ratio to the recipe; fraction of the fp32 peak)",
          [(n, f"{figures[n]['tokens_per_s']:>6} tok/s  {figures[n].get('ratio_to_recipe', '-')}× "
               f"(median of rounds {figures[n].get('ratio_to_recipe_median_of_rounds', '-')}×)  "
-              f"{figures[n]['fraction_of_fp32_peak']:.0%} of peak  ({figures[n]['gflop_per_token']} GFLOP/token)")
+              f"{figures[n]['fraction_of_fp32_peak']:.0%} of peak  ({figures[n]['gflop_per_token']} GFLOP/token)"
+              + (f"  first step +{figures[n]['first_step_extra_s']} s" if "first_step_extra_s" in figures[n] else "")
+              + (f" (second job +{figures[n]['first_step_extra_s_second_job']} s)"
+                 if "first_step_extra_s_second_job" in figures[n] else ""))
+          for n in names] + [("load average before / after",
+                              f"{figures['load_average_before']} / {figures['load_average_after']}")])
+    return figures
+
+
+def isolated(names: list[str], rounds: int, steps: int, threads: int | None = None) -> dict:
+    """Each variant alone in a fresh process (one warm-up step, then `steps` timed), the variants taking turns
+    round by round: no other model's step between two of its own (interleaved variants share the allocator and
+    the caches, which can favour one kind of step). A compiled variant's first round compiles with an empty
+    inductor cache, later rounds find it there."""
+    figures: dict = {"model": "GPT-2 124M-shaped, random weights", "precision": "fp32", "tokens_per_step": 1024,
+                     "mode": "isolated: each variant alone in a fresh process, alternating", "rounds": rounds,
+                     "timed_steps_per_round": steps, "load_average_before": load_average()}
+    times: dict[str, list[float]] = {n: [] for n in names}
+    first: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            out = run_child(name, steps, threads)
+            times[name] += out["times"]
+            first[name].append(round(out["first_step_s"], 1))
+        print(f"round {r + 1}/{rounds}:", {n: round(1024 * steps / sum(times[n][-steps:]), 1) for n in names},
+              "| load", load_average(), flush=True)
+    figures["load_average_after"] = load_average()
+    for name in names:
+        figures[name] = {"tokens_per_s": round(1024 * len(times[name]) / sum(times[name]), 1),
+                         "step_s_median": round(statistics.median(times[name]), 2),
+                         "step_s": [round(t, 2) for t in times[name]], "first_step_s_each_round": first[name]}
+    for name in names:
+        figures[name]["ratio_to_first"] = round(figures[name]["tokens_per_s"] / figures[names[0]]["tokens_per_s"], 2)
+    show(f"isolated processes, ratio to {names[0]}",
+         [(n, f"{figures[n]['tokens_per_s']:>6} tok/s  {figures[n]['ratio_to_first']}×  median step "
+              f"{figures[n]['step_s_median']} s  first steps {figures[n]['first_step_s_each_round']}")
           for n in names] + [("load average before / after",
                               f"{figures['load_average_before']} / {figures['load_average_after']}")])
     return figures
@@ -249,6 +366,7 @@ QUALITY = {  # name -> (dropout, freeze: None | "wte" | "half", block divisor (b
     "block_quarter": (0.0, None, 4),
     "frozen_wte+block_quarter": (0.0, "wte", 4),
     "frozen_wte_half+block_quarter": (0.0, "half", 4),
+    "compiled+block_quarter": (0.0, None, 4),  # torch.compile of each block, as the trainer: the same math, fused
 }
 
 
@@ -275,10 +393,14 @@ def fine_tune(base: Path, tok, posts: list[str], held: list[str], name: str, see
     optimizer, _ = T.make_optimizer(model, lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     model.train()
+    if name.startswith("compiled"):
+        compiled(model, "blocks")
     for blocks in epochs_blocks:
         for b in blocks:
             train_step(model, optimizer, b.reshape(per_step, block))  # the same tokens a step for every variant
             schedule.step()
+    for b in transformer_blocks(model):
+        b.__dict__.pop("forward", None)  # evaluated eagerly
     held_ids = T.join_posts(T.tokenize(tok, held), eot)
     cpu, fp32 = torch.device("cpu"), T.autocast_for(torch.device("cpu"), "fp32")
     return model, T.evaluate(model, held_ids, context, cpu, fp32), T.evaluate(model, held_ids, context // 4, cpu, fp32)
@@ -309,7 +431,7 @@ def account_posts(handle: str) -> list[str]:
     return [c.text for c in kept if c.kept]
 
 
-def quality(seeds: int) -> dict:
+def quality(seeds: int, names: list[str]) -> dict:
     from transformers import AutoTokenizer
 
     torch.set_num_threads(1)  # the tiny model: one thread is faster than two on a busy machine (bench/README.md)
@@ -324,7 +446,7 @@ def quality(seeds: int) -> dict:
         results: dict = {}
         for seed in range(seeds):
             kept, held = T.split_held_out(posts, 0.1, random.Random(seed))
-            for name in QUALITY:
+            for name in names:
                 _, loss, loss_short = fine_tune(base, tok, kept, held, name, seed, epochs, RECIPE_LR)
                 results.setdefault(name, []).append((loss, loss_short))
             print(base_name, "seed", seed, {n: round(v[-1][0], 4) for n, v in results.items()},
@@ -347,28 +469,36 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=2, help="timed steps of each variant a round")
-    ap.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants (recipe first)")
+    ap.add_argument("--only", help="comma-separated variants (recipe first); default: all (of --quality's with it)")
     ap.add_argument("--threads", type=int, help="torch threads for every variant but threads_* (default: every core)")
     ap.add_argument("--quality", action="store_true", help="the quality section only")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--capped-avx2", action="store_true", help="re-run in a child with the libraries capped to AVX2")
+    ap.add_argument("--isolated", action="store_true", help="each variant alone in a fresh process, alternating")
     ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("--section", default="training_levers", help=argparse.SUPPRESS)
+    ap.add_argument("--section", default="training_levers", help="the results section (default: training_levers, "
+                    "training_levers_quality with --quality)")
     a = ap.parse_args()
     if a.child:
-        return child(a.child, a.steps)
+        return child(a.child, a.steps, a.threads)
+    only = [n.strip() for n in (a.only or ",".join(QUALITY if a.quality else VARIANTS)).split(",") if n.strip()]
     if a.capped_avx2:
-        args = [sys.executable, __file__, "--rounds", str(a.rounds), "--steps", str(a.steps), "--only", a.only,
-                "--section", "training_levers_capped_avx2", *(["--threads", str(a.threads)] if a.threads else [])]
+        args = [sys.executable, __file__, "--rounds", str(a.rounds), "--steps", str(a.steps), "--only", ",".join(only),
+                "--section", f"{a.section}_capped_avx2", *(["--isolated"] if a.isolated else []), *(["--threads", str(a.threads)] if a.threads else [])]
         sys.exit(subprocess.run(args, env={**os.environ, **AVX2_CAP}).returncode)
     if a.section.endswith("capped_avx2"):
         print("libraries capped to AVX2:", " ".join(f"{k}={v}" for k, v in AVX2_CAP.items()))
     print_machine()
     print("load average", load_average(), flush=True)
-    if a.quality:
-        save_results("training_levers_quality", quality(a.seeds))
-        return
-    figures = throughput([n.strip() for n in a.only.split(",") if n.strip()], a.rounds, a.steps, a.threads)
+    with tempfile.TemporaryDirectory(prefix="inductor-") as cache:
+        # compiled variants compile with an empty inductor cache, as a first training job on a machine does (the
+        # default folder, /tmp/torchinductor_<user>, would hold earlier runs' graphs); children inherit it
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", cache)
+        if a.quality:
+            section = "training_levers_quality" if a.section == "training_levers" else a.section
+            save_results(section, quality(a.seeds, only))
+            return
+        figures = (isolated if a.isolated else throughput)(only, a.rounds, a.steps, a.threads)
     if a.section.endswith("capped_avx2"):
         figures["capped"] = AVX2_CAP
     save_results(a.section, figures)
