@@ -3,16 +3,19 @@ loss within a stated margin of a full fine-tune of the same base?
 
 The base is a small GPT-2 pretrained here on general English that ships with Python (bench/pretrain_base.py; the
 persona's posts are not in it): over random weights LoRA has nothing to adapt, so only a pretrained base can show
-this. The persona is the bundled sample account `ada_bytes` (319 kept posts): 20 % of them held out (the trainer's
-own `split_held_out`, one split per seed), the rest trained on as the trainer does — each epoch a shuffled copy of
-the posts joined by end-of-text and packed into blocks of the base's context (256 tokens), one block a step.
+this. `--shape wide` uses a second, 5x larger base (does a LoRA learning rate carry over between sizes?). The
+persona is the bundled sample account `ada_bytes` (319 kept posts, generated from templates), or with `--persona
+pyjokes` the 283 hand-written one-line jokes of the `pyjokes` package (posts that repeat much less): 20 % of the
+posts held out (the trainer's own `split_held_out`, one split per seed), the rest trained on as the trainer does —
+each epoch a shuffled copy of the posts joined by end-of-text and packed into blocks of the base's context (256
+tokens), one block a step.
 
 Kinds, each built from the trainer's own pieces (bot/training/trainer.py: `load_base`, `with_lora`, `set_dropout`
 0, `make_optimizer` (fused AdamW), `pick_precision`/`autocast_for` (bf16 here), gradient clipping, a cosine
-schedule, `evaluate`):
-
-- full fine-tune at the recipe's learning rate (1.372e-4, the product's default) and at 1e-3;
-- LoRA of rank 4, 8 (the default) and 16 on every linear layer, alpha 2 x rank, at the product's LoRA rate 1e-3.
+schedule, `evaluate`). By default the product's settings: a full fine-tune at the recipe's learning rate (1.372e-4,
+the product's default) and at 1e-3; LoRA of rank 4, 8 (the default) and 16 at the product's LoRA rate (spec.py
+LORA_LR) through the product's `with_lora`. `--kinds` names others: "full@LR" or "lora<rank>[+option...]@LR", the
+options in LORA_OPTIONS below (an adapter built here with peft's LoraConfig instead of `with_lora`).
 
 Equal wall time: for each budget (seconds of training, eval excluded) every kind gets a fresh model and runs steps
 until its own training time reaches the budget; the kinds' steps are interleaved (one step each in turn), so a
@@ -20,8 +23,8 @@ change of load on the shared machine falls on all alike. The cosine schedule run
 predict for the budget. The held-out loss (nats per token) is measured after each budget, and of the untrained
 pretrained base: the floor to beat.
 
-    python bench/lora_quality.py [--budgets 3,10,30] [--seeds 1,2] [--pretrain-seconds 600]
-                                 [--kinds "full@1e-3,lora8@1e-2"] [--section lora_quality_lr]
+    python bench/lora_quality.py [--budgets 3,10,30] [--seeds 1,2] [--pretrain-seconds 600] [--shape wide]
+                                 [--persona pyjokes] [--kinds "full@1e-3,lora8+nohead@1e-2"] [--section NAME]
 """
 
 from __future__ import annotations
@@ -41,18 +44,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import print_machine, save_results, show  # noqa: E402
 from bench.pretrain_base import PERSONA, ensure_pretrained_base  # noqa: E402
+from bot.training.spec import LORA_LR, LORA_RANK, RECIPE_LR  # noqa: E402
 
 HELD_OUT = 0.2
-KINDS = {  # name -> (LoRA rank or None, learning rate, LoRA options)
-    "full_lr1.372e-4": (None, 1.372e-4, ()),
+KINDS = {  # name -> (LoRA rank or None, learning rate, LoRA options); by default the product's own settings
+    "full_lr1.372e-4": (None, RECIPE_LR, ()),
     "full_lr1e-3": (None, 1e-3, ()),
-    "lora_r4": (4, 1e-3, ()),
-    "lora_r8": (8, 1e-3, ()),
-    "lora_r16": (16, 1e-3, ()),
+    "lora_r4": (4, LORA_LR, ()),
+    "lora_r8": (LORA_RANK, LORA_LR, ()),
+    "lora_r16": (16, LORA_LR, ()),
 }
 # LoRA options a kind may name after its rank ("lora8+head+plus16@2e-3"); none: the product's own `with_lora`
 LORA_OPTIONS = {
-    "head": "the output layer (lm_head) gets an adapter too",
+    "head": "the output layer (lm_head) gets an adapter too (the product's with_lora does since this work)",
+    "nohead": "every linear layer but the output layer (peft's all-linear: the product's before this work)",
     "head<N>": "the output layer's adapter has rank N (the others the kind's rank)",
     "headonly": "only the output layer gets an adapter",
     "tie": "peft's ensure_weight_tying: a tied input embedding gets the output layer's adapter too",
@@ -96,9 +101,10 @@ def persona_posts(persona: str = PERSONA) -> list[str]:
 def lora_config(model, rank: int, options: tuple[str, ...], base: str):
     """A peft LoraConfig for a kind's options (LORA_OPTIONS); dropout 0 as the product's."""
     from peft import LoraConfig
-    from transformers.pytorch_utils import Conv1D
 
-    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))})
+    from bot.training.trainer import lora_targets
+
+    linear = lora_targets(model)  # every linear layer's name, the output layer's included
     head = model.get_output_embeddings()
     head_name = next(n for n, m in model.named_modules() if m is head).rsplit(".", 1)[-1]
     head_rank = next((int(o[4:]) for o in options if o.startswith("head") and o[4:].isdigit()), None)
@@ -179,7 +185,8 @@ class Run:
         T = self.T
         if self.total is not None:
             for group in self.optimizer.param_groups:
-                group["lr"] = group["peak_lr"] * 0.5 * (1 + math.cos(math.pi * min(self.steps, self.total) / self.total))
+                share = min(self.steps, self.total) / self.total
+                group["lr"] = group["peak_lr"] * 0.5 * (1 + math.cos(math.pi * share))
         batch = self.next_block()
         t = time.perf_counter()
         with autocast():

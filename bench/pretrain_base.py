@@ -111,7 +111,8 @@ def corpus() -> tuple[list[str], dict]:
 
 
 def settings_key(seconds: float, shape: str = "small") -> str:
-    blob = json.dumps({"shape": SHAPES[shape], "vocab": VOCAB_SIZE, "block": BLOCK, "batch": BATCH, "lr": LR, "seed": SEED,
+    blob = json.dumps({"shape": SHAPES[shape], "vocab": VOCAB_SIZE, "block": BLOCK, "batch": BATCH, "lr": LR,
+                       "seed": SEED,
                        "seconds": seconds, "modules": STDLIB_MODULES, "others": OTHER_ACCOUNTS, "v": 1})
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
@@ -211,7 +212,8 @@ def pretrain(out: Path, seconds: float, shape: str = "small") -> dict:
     tokenizer.save_pretrained(out)
     record = {
         "what": "a small GPT-2 pretrained on this machine for the LoRA quality guard (bench/pretrain_base.py)",
-        "shape": SHAPES[shape], "shape_name": shape, "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer),
+        "shape": SHAPES[shape], "shape_name": shape, "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab_size": len(tokenizer),
         "sources": sources, "persona_left_out": PERSONA, "training_tokens_available": len(stream),
         "held_out_tokens": len(held_stream), "block_size": BLOCK, "batch_size": BATCH, "lr": LR,
         "schedule": "20-step warm-up, then cosine over the steps the first 5 predict", "precision": precision,
