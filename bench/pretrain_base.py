@@ -58,7 +58,11 @@ STDLIB_MODULES = (
     "warnings", "wave", "weakref", "xml.dom.minidom", "xml.etree.ElementTree", "zipfile", "zoneinfo",
 )
 VOCAB_SIZE = 4096
-SHAPE = {"n_layer": 4, "n_embd": 256, "n_head": 4, "n_positions": 256}
+SHAPES = {  # name -> GPT-2 shape; `small` is the guard's base, `wide` a second size (does a LoRA rate transfer?)
+    "small": {"n_layer": 4, "n_embd": 256, "n_head": 4, "n_positions": 256},  # 4.27 M parameters
+    "wide": {"n_layer": 6, "n_embd": 512, "n_head": 8, "n_positions": 256},  # 21 M parameters
+}
+SHAPE = SHAPES["small"]
 BLOCK, BATCH, LR, SEED = 256, 8, 1e-3, 0
 
 
@@ -106,25 +110,26 @@ def corpus() -> tuple[list[str], dict]:
     return docs, sources
 
 
-def settings_key(seconds: float) -> str:
-    blob = json.dumps({"shape": SHAPE, "vocab": VOCAB_SIZE, "block": BLOCK, "batch": BATCH, "lr": LR, "seed": SEED,
+def settings_key(seconds: float, shape: str = "small") -> str:
+    blob = json.dumps({"shape": SHAPES[shape], "vocab": VOCAB_SIZE, "block": BLOCK, "batch": BATCH, "lr": LR,
+                       "seed": SEED,
                        "seconds": seconds, "modules": STDLIB_MODULES, "others": OTHER_ACCOUNTS, "v": 1})
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def base_dir(seconds: float = 600) -> Path:
-    return CACHE / f"pretrained-base-{settings_key(float(seconds))}"
+def base_dir(seconds: float = 600, shape: str = "small") -> Path:
+    return CACHE / f"pretrained-base-{settings_key(float(seconds), shape)}"
 
 
-def ensure_pretrained_base(seconds: float = 600, force: bool = False) -> Path:
+def ensure_pretrained_base(seconds: float = 600, force: bool = False, shape: str = "small") -> Path:
     """The pretrained base's folder, made once per settings (a rerun skips it)."""
-    out = base_dir(seconds)
+    out = base_dir(seconds, shape)
     if (out / "pretrain.json").exists() and not force:
         return out
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".pretrain-", dir=CACHE))
     try:
-        pretrain(tmp, seconds)
+        pretrain(tmp, seconds, shape)
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
     finally:
@@ -132,7 +137,7 @@ def ensure_pretrained_base(seconds: float = 600, force: bool = False) -> Path:
     return out
 
 
-def pretrain(out: Path, seconds: float) -> dict:
+def pretrain(out: Path, seconds: float, shape: str = "small") -> dict:
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
@@ -163,7 +168,7 @@ def pretrain(out: Path, seconds: float) -> dict:
 
     torch.manual_seed(SEED)
     config = GPT2Config(vocab_size=len(tokenizer), bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **SHAPE)
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **SHAPES[shape])
     model = GPT2LMHeadModel(config)
     device = torch.device("cpu")
     precision = T.pick_precision("auto", device)
@@ -207,7 +212,8 @@ def pretrain(out: Path, seconds: float) -> dict:
     tokenizer.save_pretrained(out)
     record = {
         "what": "a small GPT-2 pretrained on this machine for the LoRA quality guard (bench/pretrain_base.py)",
-        "shape": SHAPE, "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer),
+        "shape": SHAPES[shape], "shape_name": shape, "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab_size": len(tokenizer),
         "sources": sources, "persona_left_out": PERSONA, "training_tokens_available": len(stream),
         "held_out_tokens": len(held_stream), "block_size": BLOCK, "batch_size": BATCH, "lr": LR,
         "schedule": "20-step warm-up, then cosine over the steps the first 5 predict", "precision": precision,
@@ -227,6 +233,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=600, help="pretraining wall time (default 600)")
     ap.add_argument("--force", action="store_true", help="pretrain again even if cached")
+    ap.add_argument("--shape", default="small", choices=sorted(SHAPES), help="the base's shape (default small)")
     ap.add_argument("--corpus", action="store_true", help="only print the corpus's size")
     a = ap.parse_args()
     if a.corpus:
@@ -234,7 +241,7 @@ def main() -> None:
         print(sources, "\n\n".join(docs[:3]), sep="\n")
         return
     print("load average", " ".join(Path("/proc/loadavg").read_text().split()[:3]), flush=True)
-    path = ensure_pretrained_base(a.seconds, a.force)
+    path = ensure_pretrained_base(a.seconds, a.force, a.shape)
     print("pretrained base:", path)
     print(json.loads((path / "pretrain.json").read_text()))
 

@@ -19,6 +19,7 @@ from bot import modelfolder
 from bot.config import Settings
 from bot.generation.framing import IGNORE, Framing, context_length
 from bot.training.card import render_card
+from bot.training.spec import LORA_LR
 
 ARCHS = ("llama", "qwen2")
 FULL, LORA, PAIR = "ada_bytes", "grace_gardens", "ada_bytes-grace_gardens"  # tests/kit/models.py PERSONAS
@@ -117,7 +118,8 @@ def test_full_and_lora_personas_are_trained_over_a_modern_base(modern_personas, 
         assert {"tokenizer.json", "generation_config.json", "training.json", "anticopy.json", "loss.png",
                 "predictions.png", "README.md"} <= {p.name for p in folder.iterdir()}
         hyper = persona["training"]["hyperparameters"]
-        assert hyper["lora_rank"] == rank and hyper["lr"] == 1e-3
+        assert hyper["lora_rank"] == rank and hyper["lr"] == LORA_LR
+        assert "lm_head" in hyper["lora_targets"]  # the output layer adapted too (bench/README.md, "Quality guard")
         assert persona["training"]["trainable_parameters"] < record["trainable_parameters"] / 4
         assert persona["size_mb"] < full["size_mb"]
         card = (folder / "README.md").read_text()

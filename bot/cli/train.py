@@ -31,7 +31,7 @@ def train(
                                    "HuggingFaceTB/SmolLM2-135M, Qwen/Qwen2.5-0.5B), tiny / tiny-llama / tiny-qwen2 "
                                    "(offline demo models) or a local model folder"),
     epochs: int = typer.Option(None, "--epochs", help="passes over the data (default 4)"),
-    lr: float = typer.Option(None, "--lr", help="learning rate (default 1.372e-4; with --lora 1e-3)"),
+    lr: float = typer.Option(None, "--lr", help="learning rate (default 1.372e-4; with --lora 3e-3)"),
     lora: bool = typer.Option(False, "--lora", help="train a LoRA adapter (a few MB, served over a shared base) "
                               "instead of the whole model; needs mimicbot[lora]"),
     lora_rank: int = typer.Option(None, "--lora-rank", help="the adapter's rank (default 8); implies --lora"),

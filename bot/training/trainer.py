@@ -43,6 +43,7 @@ import os
 import platform
 import random
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import UTC, datetime
@@ -202,8 +203,8 @@ def train(req: TrainRequest, work_dir: Path, on_event: Event) -> dict:
             **({"frozen_embedding": True} if frozen_embedding else {}),
             "block_size": block_size, **({"blocks_per_step": per_step} if split > 1 else {}),
             "seed": seed, "eval_fraction": req.eval_fraction, "max_steps": req.max_steps,
-            **({"lora_rank": req.lora_rank, "lora_alpha": 2 * req.lora_rank, "lora_targets": "all-linear"}
-               if req.lora else {}),
+            **({"lora_rank": req.lora_rank, "lora_alpha": 2 * req.lora_rank,
+                "lora_targets": sorted(model.peft_config["default"].target_modules)} if req.lora else {}),
         },
         "device": str(device),
         "precision": precision,
@@ -291,17 +292,31 @@ def base_reference(source: str, kind: str, name: str) -> str:
     return name if kind == "hub" else str(Path(source).resolve())
 
 
+def lora_targets(model) -> list[str]:
+    """The names (as peft matches them: the last part of the module's path) of the model's linear layers, the output
+    layer included: for GPT-2 c_attn, c_fc, c_proj and lm_head; for Llama/Qwen2 q/k/v/o_proj, gate/up/down_proj and
+    lm_head. peft's "all-linear" leaves the output layer out; with it an adapter learns a persona's words about as
+    fast as a full fine-tune (bench/README.md, "Quality guard"), without it far slower."""
+    from transformers.pytorch_utils import Conv1D
+
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, (torch.nn.Linear, Conv1D))})
+
+
 def with_lora(model, rank: int, base: str):
-    """The model wrapped by peft with a LoRA adapter of `rank` on every linear layer (the output layer
-    excepted), alpha 2 x rank, no dropout; only the adapter's weights train."""
+    """The model wrapped by peft with a LoRA adapter of `rank` on every linear layer, the output layer included
+    (lora_targets), alpha 2 x rank, no dropout; only the adapter's weights train. Where the output layer shares
+    its weight with the input embedding (GPT-2), only the output side is adapted: the adapter is never merged."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise ConfigError("LoRA training needs peft: pip install 'mimicbot[lora]'") from None
     model.config._name_or_path = base  # recorded as the adapter's base_model_name_or_path
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear",
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=lora_targets(model),
                         task_type="CAUSAL_LM", base_model_name_or_path=base)
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # "a tied layer is part of the adapter": on purpose, see above
+        warnings.filterwarnings("ignore", message=".*tied layer is part of the adapter.*")
+        return get_peft_model(model, config)
 
 
 def freeze_tied_embedding(model) -> None:
