@@ -27,7 +27,6 @@ import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import CACHE, gpt2_124m_dir, print_machine, sample_posts, save_results, show  # noqa: E402
+from bot.training.spec import LORA_RANK  # noqa: E402
 
 PERSONAS = CACHE / "lora-personas"
 COUNTS = (1, 10, 50)
@@ -183,24 +183,23 @@ def profile(block: int, rank: int = 8, top: int = 18) -> dict:
 # -- 2 and 3. many personas over one base -----------------------------------------------------------------------
 
 
-def make_personas(count: int, rank: int = 8) -> Path:
-    """`count` LoRA persona folders over the 124M base (random adapters, distinct per persona), and `full`, the
-    base itself as a whole model folder. Built once."""
-    from peft import LoraConfig, get_peft_model
+def make_personas(count: int, rank: int = LORA_RANK) -> Path:
+    """`count` LoRA persona folders over the 124M base (the product's adapter, `with_lora`: every linear layer and
+    the output layer; random weights, distinct per persona), and `full`, the base itself as a whole model folder.
+    Built once."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     from bot.generation import DEFAULTS
+    from bot.training import trainer as T
 
     base = gpt2_124m_dir()
-    stamp = PERSONAS / f".built-{count}-{rank}"
+    stamp = PERSONAS / f".built-{count}-{rank}-head"
     if stamp.exists():
         return PERSONAS
     shutil.rmtree(PERSONAS, ignore_errors=True)
     PERSONAS.mkdir(parents=True)
     tok = AutoTokenizer.from_pretrained(base)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                           LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", task_type="CAUSAL_LM",
-                                      base_model_name_or_path=str(base)))
+    model = T.with_lora(AutoModelForCausalLM.from_pretrained(base), rank, str(base))
     generation = GenerationConfig(do_sample=True, **DEFAULTS)
     for i in range(count):
         torch.manual_seed(i)
@@ -208,10 +207,7 @@ def make_personas(count: int, rank: int = 8) -> Path:
             for n, p in model.named_parameters():
                 if "lora_" in n:
                     p.normal_(0, 0.02)
-        out = PERSONAS / f"p{i:02d}"
-        model.save_pretrained(out)
-        tok.save_pretrained(out)
-        generation.save_pretrained(out)
+        T.save_model(model, tok, PERSONAS / f"p{i:02d}")  # as the trainer saves a persona
     full = PERSONAS / "full"
     shutil.copytree(base, full)
     generation.save_pretrained(full)
@@ -290,7 +286,8 @@ def personas_memory() -> dict:
         figures[f"personas_{n}"] = resident(n)
         figures[f"personas_{n}"]["ratio_to_one_whole_model"] = round(
             figures[f"personas_{n}"]["rss_models_mb"] / whole["rss_models_mb"], 2)
-    show("memory: LoRA personas (rank 8) over one 124M base vs one whole model", list(figures.items()))
+    show(f"memory: LoRA personas (rank {LORA_RANK}, the output layer included) over one 124M base vs one whole model",
+         list(figures.items()))
     return figures
 
 

@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from safetensors import safe_open
 
 from bot import modelfolder
 from bot.config import Settings
 from bot.generation.framing import IGNORE, Framing, context_length
 from bot.training.card import render_card
-from bot.training.spec import LORA_LR
+from bot.training.spec import LORA_LR, LORA_RANK
 
 ARCHS = ("llama", "qwen2")
 FULL, LORA, PAIR = "ada_bytes", "grace_gardens", "ada_bytes-grace_gardens"  # tests/kit/models.py PERSONAS
@@ -111,10 +112,12 @@ def test_full_and_lora_personas_are_trained_over_a_modern_base(modern_personas, 
     path = Path(full["path"])
     assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
     # the LoRA personas: an adapter (no weights of the base), naming its base by path
-    for persona, rank in ((lora, 8), (pair, 4)):
+    for persona, rank in ((lora, LORA_RANK), (pair, 4)):
         folder = Path(persona["path"])
         assert persona["adapter"] == "lora" and persona["base_model"] == str(Path(base).resolve())
         assert not (folder / "config.json").exists() and (folder / "adapter_model.safetensors").is_file()
+        with safe_open(folder / "adapter_model.safetensors", "pt") as weights:  # none of the base's (its embedding)
+            assert all("lora_A" in k or "lora_B" in k for k in weights.keys()), list(weights.keys())
         assert {"tokenizer.json", "generation_config.json", "training.json", "anticopy.json", "loss.png",
                 "predictions.png", "README.md"} <= {p.name for p in folder.iterdir()}
         hyper = persona["training"]["hyperparameters"]

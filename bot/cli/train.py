@@ -34,7 +34,7 @@ def train(
     lr: float = typer.Option(None, "--lr", help="learning rate (default 1.372e-4; with --lora 3e-3)"),
     lora: bool = typer.Option(False, "--lora", help="train a LoRA adapter (a few MB, served over a shared base) "
                               "instead of the whole model; needs mimicbot[lora]"),
-    lora_rank: int = typer.Option(None, "--lora-rank", help="the adapter's rank (default 8); implies --lora"),
+    lora_rank: int = typer.Option(None, "--lora-rank", help="the adapter's rank (default 6); implies --lora"),
     qlora: bool = typer.Option(False, "--qlora", help="QLoRA: train the adapter over the base loaded 4-bit "
                                "(a CUDA GPU only; needs mimicbot[qlora]); implies --lora"),
     block_size: int = typer.Option(None, "--block-size", help="tokens per block (default: the model's context; in fp32 on a CPU, 4 blocks of 256 a step)"),

@@ -554,7 +554,12 @@ def save_model(model, tokenizer, out: Path) -> None:
     generation = GenerationConfig(**GENERATION, bos_token_id=framing.start if framing.start is not None else framing.end,
                                   eos_token_id=framing.end, pad_token_id=tokenizer.pad_token_id, prefix=prefix)
     model.generation_config = generation
-    model.save_pretrained(out)
+    if hasattr(model, "peft_config"):
+        # only the adapter's own matrices: the output layer's adapter makes peft save the (tied) embedding whole
+        # by default, 150 MB of the base's unchanged weights in every persona of a 124M base
+        model.save_pretrained(out, save_embedding_layers=False)
+    else:
+        model.save_pretrained(out)
     generation.save_pretrained(out)  # an adapter's save_pretrained writes none
     tokenizer.save_pretrained(out)
     make_readable(out)

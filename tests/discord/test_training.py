@@ -16,6 +16,7 @@ import torch
 from bot.discord.formatting import neutralise, status_embed
 from bot.discord.progress import StatusMessage
 from bot.training import jobs as job_rows
+from bot.training.spec import LORA_RANK
 
 from .conftest import message_text, sent_messages
 
@@ -142,7 +143,7 @@ async def test_slash_train_can_ask_for_a_lora_adapter(world, slash):
     """/train lora:True queues a LoRA job (the service's request says so); without it, a full fine-tune."""
     await slash.invoke("train", by=world.admin, handles="ada_bytes", lora=True)
     (job,) = world.mimic.jobs()
-    assert job["request"]["lora"] is True and job["request"]["lora_rank"] == 8
+    assert job["request"]["lora"] is True and job["request"]["lora_rank"] == LORA_RANK
     await slash.invoke("cancel", by=world.admin, job=job["id"])
     assert world.mimic.job(job["id"])["state"] == job_rows.CANCELLED
     await wait_until(lambda: job["id"] not in world.bot.get_cog("Training").watchers)
