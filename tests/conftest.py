@@ -15,14 +15,14 @@ os.environ.setdefault("MIMICBOT_INT8", "off")
 # tiny, and on a shared 2-core machine two threads per tiny model mostly wait for each other (the fast subset's
 # model tests took 22.7 s on two threads against 5.8 s on one, load average 3).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# Compiled bytecode is kept even where PYTHONDONTWRITEBYTECODE is set (as on this project's machines): without it
-# every run compiles and assertion-rewrites the tests and bot/ again, 10 of the fast subset's seconds. Kept apart
-# in .pytest_cache/pycache, so the checkout stays as free of __pycache__ folders as the variable asked.
 # Tests' scratch folders (tmp_path) in memory where the machine has /dev/shm: on this project's machines removing
 # a folder from the disk takes about 3.6 ms (from tmpfs, microseconds), and each run creates some 700 folders
 # and removes an earlier run's: 4 s of the fast subset. PYTEST_DEBUG_TEMPROOT is pytest's own setting for it.
 if os.access("/dev/shm", os.W_OK):
     os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", "/dev/shm")
+# Compiled bytecode is kept even where PYTHONDONTWRITEBYTECODE is set (as on this project's machines): without it
+# every run compiles and assertion-rewrites the tests and bot/ again, 10 of the fast subset's seconds. Kept apart
+# in .pytest_cache/pycache, so the checkout stays as free of __pycache__ folders as the variable asked.
 if sys.dont_write_bytecode:
     sys.pycache_prefix = str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "pycache")
     sys.dont_write_bytecode = False

@@ -58,19 +58,23 @@ class Server:
         """Until the bot has read every event sent so far (its gateway sequence has caught up with the fake's) and
         the handlers those started (listeners, commands) have ended, or wait for a person (a command showing
         buttons) — those are given a few seconds, then left running."""
-        async def read_all() -> None:
-            while (self.bot._get_websocket(shard_id=0).sequence or 0) < self.fake.seq:
+        def read_all() -> bool:
+            return (self.bot._get_websocket(shard_id=0).sequence or 0) >= self.fake.seq
+
+        async def until_read_all() -> None:
+            while not read_all():
                 await asyncio.sleep(0.001)
 
         for _ in range(3):  # a handler's reply can bring another event
-            await asyncio.wait_for(read_all(), WAIT)
+            await asyncio.wait_for(until_read_all(), WAIT)
             await asyncio.sleep(0)  # the handlers that dispatch scheduled have started
             pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
                        and (t.get_name().startswith(("discord.py: on_", "CommandTree", "discord-ui"))
                             or "_run_event" in repr(t.get_coro()))]
-            if not pending and self.bot._get_websocket(shard_id=0).sequence == self.fake.seq:
+            if pending:
+                await asyncio.wait(pending, timeout=3)
+            elif read_all():
                 return
-            await asyncio.wait(pending, timeout=3)
 
     async def say(self, member: dict, content: str, channel: dict | None = None) -> list[str]:
         """Post a message as a person; returns what the bot sent or edited meanwhile."""
