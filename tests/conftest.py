@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -63,3 +64,18 @@ def pytest_ignore_collect(collection_path, config):
     if collection_path.name in SLOW_MODULES and " ".join(config.option.markexpr.split()) == "not slow":
         return True
     return None
+
+
+# Python's full garbage collections walk every live object; a test run holds half a million that live as long as
+# the run (discord.py, transformers, pydantic's schemas), and the fast subset spent 2.4 s in 13 full collections.
+# Freezing what collection imported, then what survives each full collection, leaves each one only the objects
+# made since the last (0.9 s in all). The price, a test run's only: garbage cycles among frozen objects stay.
+def _freeze_survivors(phase, info):
+    if phase == "stop" and info["generation"] == 2:
+        gc.freeze()
+
+
+def pytest_collection_finish(session):
+    gc.collect()
+    gc.freeze()
+    gc.callbacks.append(_freeze_survivors)

@@ -99,6 +99,18 @@ def test_credential_shapes_are_redacted_whatever_their_value():
     assert "Authorization: " in out
 
 
+@pytest.mark.parametrize("text, leaked", [
+    ("AUTHORIZATION=Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+    ("sent with bearer abcdefghijklmnop", "abcdefghijklmnop"),
+    ("cookie eyJhbGciOiJI.eyJzdWIiOiJkaWQ.c2lnbmF0dXJl here", "eyJzdWIiOiJkaWQ"),
+    ("OAUTH_TOKEN=12345-abcdef&x=1", "12345-abcdef"),
+])
+def test_each_credential_shape_is_redacted_alone_in_any_case(text, leaked):
+    """Each shape on its own (the redactor looks for a shape only where one of its words appears)."""
+    out = Redactor()(text)
+    assert leaked not in out and MASK in out
+
+
 def test_settings_secrets_are_registered_for_the_whole_process(tmp_path, values):
     token = values["mastodon_access_token"]
     assert core(token) in redact(f"x {token} y")

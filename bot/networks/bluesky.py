@@ -9,6 +9,8 @@ drop a refused session and log in again).
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -37,7 +39,15 @@ T = TypeVar("T")
 def bsky_client(base_url: str, timeout: float = DEFAULT_TIMEOUT, *, setting: str) -> AsyncClient:
     """atproto's AsyncClient on `base_url` (it appends /xrpc), read from the setting named `setting`.
     Close it with `await client.request.close()`."""
-    return AsyncClient(http_base(base_url, setting, "https://bsky.social"), request=AsyncRequest(timeout=timeout))
+    return AsyncClient(http_base(base_url, setting, "https://bsky.social"),
+                       request=AsyncRequest(timeout=timeout, verify=_tls()))
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's default TLS settings (SSL_CERT_FILE or SSL_CERT_DIR, else certifi's bundle), built once per process:
+    reading the CA bundle takes some 30 ms, and each posting session and each fetch makes a client."""
+    return httpx.create_ssl_context()
 
 
 def xrpc_error(error: RequestErrorBase) -> tuple[str, str]:
