@@ -80,7 +80,7 @@ def load_average() -> str:
 def persona_posts(persona: str = PERSONA) -> list[str]:
     """The persona's kept posts. `ada_bytes`: the bundled sample account (posts generated from templates, so held-out
     posts share most of their phrases with the trained ones). `pyjokes`: the 283 English one-line jokes the `pyjokes`
-    package ships (PyPI; `pip install pyjokes`), each written by hand, no two from one template: a persona whose
+    package ships (the `bench` extra installs it), each written by hand, no two from one template: a persona whose
     posts repeat much less. Neither is in the base's tokenizer or pretraining."""
     from bot.cleaning import clean_post
 
@@ -88,7 +88,7 @@ def persona_posts(persona: str = PERSONA) -> list[str]:
         try:
             import pyjokes
         except ImportError:
-            raise SystemExit("the pyjokes persona needs the pyjokes package: pip install pyjokes") from None
+            raise SystemExit("the pyjokes persona needs the pyjokes package: pip install -e '.[bench]'") from None
         texts = list(dict.fromkeys(pyjokes.get_jokes(language="en", category="all")))
         return [c.text for c in (clean_post(t, False) for t in texts) if c.kept]
     from bot.samples.generate import sample_path
