@@ -67,9 +67,9 @@ def pytest_cmdline_main(config):
     """`pytest -m "not slow"` on the whole suite runs on two workers where the machine has two cores: 20-23 s
     against 25-32 s in one process on this project's 2-core machines (whose speed varies by the hour). `-n 0`
     keeps one process (and --pdb does); any -n given is kept."""
-    if (_fast_subset(config) and config.option.numprocesses is None and not config.option.usepdb
-            and config.args_source == pytest.Config.ArgsSource.TESTPATHS and not hasattr(config, "workerinput")
-            and (os.cpu_count() or 1) >= 2 and config.pluginmanager.has_plugin("xdist")):
+    if (config.pluginmanager.has_plugin("xdist") and _fast_subset(config) and config.option.numprocesses is None
+            and not config.option.usepdb and config.args_source == pytest.Config.ArgsSource.TESTPATHS
+            and not hasattr(config, "workerinput") and (os.cpu_count() or 1) >= 2):
         config.option.numprocesses = 2
 
 
