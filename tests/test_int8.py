@@ -319,7 +319,9 @@ def test_unseeded_rows_are_split_between_workers_and_come_back_in_order(int8_set
     path = fixed_model_dir(int8_settings, tiny_base, "ada", {" la": 0.85, "\n": 0.15})
     tokenizer = AutoTokenizer.from_pretrained(path)
     engine = ct2.Int8Engine(path, threads=2)
-    assert engine.workers == 2 and ct2.Int8Engine(path, threads=2, workers=1).workers == 1
+    assert engine.workers == engine.generator.num_generators == 2
+    assert ct2.Int8Engine(path, threads=2, workers=1).generator.num_generators == 1
+    assert ct2.Int8Engine(path, threads=1).workers == 1 and ct2.Int8Engine(path, threads=6).workers == ct2.WORKERS
     # what the engine relies on: CTranslate2 splits the rows into one batch per worker and still names each row by
     # its place in the call, in the callback as in the results
     start = tokenizer.convert_ids_to_tokens(tokenizer.encode("<|endoftext|>My dream is"))

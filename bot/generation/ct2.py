@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 MARKER = "mimicbot.json"  # in INT8_DIR, written before the folder is moved into place
 COMPUTE_TYPE = "int8"  # int8 weights, fp32 activations on CPU (int8_float32)
+WORKERS = 2  # an unseeded call's rows are split into this many batches, sampled side by side (Int8Engine)
 _WEIGHTS_SUFFIXES = (".safetensors", ".bin")
 _DEFAULT_SEED = 2**32 - 1  # CTranslate2's "no seed set": its generators seed from the system's entropy
 
@@ -213,20 +214,22 @@ def _key(model_dir: Path) -> tuple:
 class Int8Engine:
     """A converted model, ready to sample (sampling.sample's twin). `nbytes`: the int8 weights' size.
 
-    `threads` cores (torch's thread count by default) serve an unseeded call as `workers` worker threads (one per
-    core by default), each sampling its share of the rows as a batch of its own on `threads // workers` cores:
+    `threads` cores (torch's thread count by default) serve an unseeded call as `workers` worker threads (WORKERS,
+    at most one per core), each sampling its share of the rows as a batch of its own on `threads // workers` cores:
     CTranslate2's int8 steps on a few rows barely gain from a second core within one batch (on 2 cores capped to
-    AVX2: 49.6 ms a step for 13 rows on two threads, 48.5 ms on one), while two batches of 7 and 6 rows, one on
-    each core, ran 13 rows 1.66x faster (bench/README.md, "10 samples on the int8 path"). The workers share the
-    weights. A seeded call runs as one batch on a fresh generator (see the module docstring): which worker takes
-    which batch is not fixed, so split rows could draw from another worker's random stream."""
+    AVX2: 41.4 ms a step for 13 rows on two threads, 42.4 ms on one), while two batches of 7 and 6 rows, one on
+    each core, ran 13 rows 1.4-1.66x faster (bench/README.md, "10 samples on the int8 path"). The workers share the
+    weights. Two, not one per core: only two were measured, and each batch reads all the weights at each step, so
+    many one-row batches could be held back by memory bandwidth on a large machine. A seeded call runs as one
+    batch on a fresh generator (see the module docstring): which worker takes which batch is not fixed, so split
+    rows could draw from another worker's random stream."""
 
     def __init__(self, model_dir: Path, threads: int | None = None, workers: int | None = None):
         import ctranslate2
 
         self.path = Path(model_dir) / INT8_DIR
         self.threads = threads or _threads()
-        self.workers = max(1, min(self.threads, workers or self.threads))
+        self.workers = max(1, min(self.threads, workers or WORKERS))
         self.generator = self._new_generator(self.workers)
         config = json.loads((Path(model_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
         self.context = context_length(config)
