@@ -253,7 +253,8 @@ class Int8Engine:
         left out: the result is that run, shorter than `n`. The rows returned are the same as without `enough`
         (a row's tokens do not depend on the rows beside it being stopped later), so a caller that would have
         read the rows in order and stopped at the same point gets the same posts, sooner: `generate`'s spare rows
-        are stopped once the rows before them already give enough posts (bench/README.md, "10 samples, int8")."""
+        are stopped once the rows before them already give enough posts (bench/README.md, "10 samples on the int8
+        path")."""
         import ctranslate2
 
         from .sampling import LOCK, check_params, fold, reading, stop_token_ids
