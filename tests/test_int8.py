@@ -242,3 +242,109 @@ def test_a_reply_reads_its_context_on_the_int8_path_too(int8_settings, tiny_base
     plain = engine.sample(tokenizer, "", n=8, max_new_tokens=60, seed=1)
     assert engine.sample(tokenizer, "", n=8, max_new_tokens=60, seed=1) == plain
     assert engine.sample(tokenizer, "", n=8, max_new_tokens=60, seed=1, context="Hello world, la la") != plain
+
+
+def test_enough_stops_the_rows_after_a_run_that_gives_enough_and_keeps_that_run_as_it_was(int8_settings, tiny_base):
+    from transformers import AutoTokenizer
+
+    path = fixed_model_dir(int8_settings, tiny_base, "ada", {" la": 0.85, "\n": 0.15})
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    engine = ct2.Int8Engine(path)
+    options = dict(n=12, max_new_tokens=40, top_p=1.0, min_length=0)
+    stopped_early = 0
+    for seed in range(7, 13):
+        whole = engine.sample(tokenizer, "My dream is", seed=seed, **options)
+        assert len(whole) == 12 and len(set(whole)) > 3  # rows of many lengths
+        seen = []
+
+        def three_posts(posts):
+            seen.append(list(posts))
+            return sum(p is not None for p in posts) >= 3
+
+        cut = engine.sample(tokenizer, "My dream is", seed=seed, enough=three_posts, **options)
+        # the rows before the stop are the rows drawn without it; the rows after are left out
+        assert cut == whole[:len(cut)]
+        # asked each time the finished run grew (not once every row has finished), always with a run of finished
+        # rows from the first
+        assert all(s == whole[:len(s)] for s in seen) and [len(s) for s in seen] == sorted({len(s) for s in seen})
+        if len(cut) < 12:
+            stopped_early, early_seed = stopped_early + 1, seed
+            # stopped at the first run that gave 3 posts (a run grows by every row finished before its next one)
+            assert seen[-1] == cut and sum(p is not None for p in cut) >= 3
+            assert all(sum(p is not None for p in s) < 3 for s in seen[:-1])
+    assert stopped_early >= 3  # (the run reaches the last row only when a row before it is the batch's longest)
+    # never enough: every row runs to its end, as without it
+    assert engine.sample(tokenizer, "My dream is", seed=seed, enough=lambda posts: False, **options) == whole
+
+    def broken(posts):
+        raise ValueError("checked")
+
+    with pytest.raises(ValueError, match="checked"):
+        engine.sample(tokenizer, "My dream is", seed=early_seed, enough=broken, **options)
+
+
+def test_generate_stops_spare_rows_and_keeps_the_posts_it_kept_before(bot, int8_settings, tiny_base):
+    # each row is read in order and the spares after the tenth post kept are not examined; the engine stops them
+    # as soon as that is settled: the same posts as reading every row run to its end
+    from bot.generation import refusal
+
+    fixed_model_dir(int8_settings, tiny_base, "ada", {" coffee": 0.5, " tea": 0.45, "\n": 0.05},
+                    training_texts=["My dream is coffee", "My dream is tea"])
+    loaded = bot.cache.get("ada")
+    assert loaded.engine is not None
+    settings = dict(top_p=1.0, max_new_tokens=60)
+    compared, refused = 0, 0
+    for seed in range(8):
+        result = bot.generate("ada", n=10, seed=seed, **settings)
+        rows = loaded.engine.sample(loaded.tokenizer, "My dream is", 13, seed=seed, temperature=1.0, top_k=50,
+                                    max_length=160, min_length=10, **settings)
+        kept, examined = [], 0
+        for post in rows:
+            if len(kept) == 10:
+                break
+            examined += 1
+            if post is not None and not refusal(loaded, "My dream is", post, kept):
+                kept.append(post)
+        if len(kept) < 10:  # a second round: not this test's case
+            continue
+        assert result.texts == kept and result.attempts == examined and result.rejected == examined - 10
+        compared += 1
+        refused += result.rejected
+    assert compared >= 4 and refused > 0  # some calls needed their spares
+
+
+def test_unseeded_rows_are_split_between_workers_and_come_back_in_order(int8_settings, tiny_base):
+    from transformers import AutoTokenizer
+
+    path = fixed_model_dir(int8_settings, tiny_base, "ada", {" la": 0.85, "\n": 0.15})
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    engine = ct2.Int8Engine(path, threads=2)
+    assert engine.workers == engine.generator.num_generators == 2
+    assert ct2.Int8Engine(path, threads=2, workers=1).generator.num_generators == 1
+    assert ct2.Int8Engine(path, threads=1).workers == 1 and ct2.Int8Engine(path, threads=6).workers == ct2.WORKERS
+    # what the engine relies on: CTranslate2 splits the rows into one batch per worker and still names each row by
+    # its place in the call, in the callback as in the results
+    start = tokenizer.convert_ids_to_tokens(tokenizer.encode("<|endoftext|>My dream is"))
+    tokens: dict[int, list[int]] = {}
+
+    def record(step):
+        tokens.setdefault(step.batch_id, []).append(step.token_id)
+        return False
+
+    results = engine.generator.generate_batch([start] * 13, max_batch_size=7, max_length=40, min_length=0,
+                                              include_prompt_in_result=False, sampling_topk=50, callback=record)
+    assert sorted(tokens) == list(range(13))
+    assert all(tokens[i] == r.sequences_ids[0] for i, r in enumerate(results))
+    # unseeded calls on two workers: posts by the same stop rule, and `enough` still stops after a run of rows
+    texts = engine.sample(tokenizer, "My dream is", n=13, max_new_tokens=40, top_p=1.0, min_length=0)
+    assert len(texts) == 13 and all(t is None or re.fullmatch(r"My dream is( la)*", t) for t in texts)
+    shorter = 0
+    for _ in range(6):
+        seen = []
+        cut = engine.sample(tokenizer, "My dream is", n=13, max_new_tokens=40, top_p=1.0, min_length=0,
+                            enough=lambda posts: seen.append(list(posts)) or sum(p is not None for p in posts) >= 2)
+        assert all(t is None or re.fullmatch(r"My dream is( la)*", t) for t in cut)
+        if len(cut) < 13:
+            shorter += 1
+            assert seen[-1] == cut and sum(p is not None for p in cut) >= 2
+    assert shorter >= 2

@@ -93,11 +93,15 @@ def resolve_settings(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, **given)
 
 
 def generate(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, n: int = 5, *, seed: int | None = None,
-             extra_rounds: int = EXTRA_ROUNDS, context: str | None = None, **given) -> GenerationResult:
+             extra_rounds: int = EXTRA_ROUNDS, context: str | None = None, spare: float = SPARE,
+             **given) -> GenerationResult:
     """Up to `n` new, whole posts from `loaded`, each starting with `prompt` ("" for none). Samples that did
     not end within the budget, copy a training post, say nothing beyond the prompt or repeat another sample
     are refused and replaced, drawing twice the shortfall in each extra round. `context`: the message a reply
-    answers, read by the model before the post (see sampling.sample)."""
+    answers, read by the model before the post (see sampling.sample). `spare`: the first round draws this share
+    more rows than asked (rounded down); the rows are read in order and those after the n-th post kept are not
+    examined. On the int8 path they are not even finished: the engine stops them once the rows before them give
+    n posts (`enough` below), so a spare costs time only when a row before it is refused."""
     from .sampling import sample
 
     check_settings(n, **{k: v for k, v in given.items() if k in DEFAULTS})
@@ -106,13 +110,25 @@ def generate(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, n: int = 5, *, s
     texts: list[str] = []
     reasons: list[str] = []
     attempts = 0
+
+    def enough(posts: list[str | None]) -> bool:  # would the loop below keep n posts from these rows (in order)?
+        if len(texts) + len(posts) < n:
+            return False
+        kept = list(texts)
+        for post in posts:
+            if len(kept) == n:
+                break
+            if post is not None and not refusal(loaded, prompt, post, kept):
+                kept.append(post)
+        return len(kept) == n
+
     for round_ in range(1 + extra_rounds):
         missing = n - len(texts)
         if missing <= 0:
             break
-        batch = min(MAX_BATCH, missing + int(SPARE * missing) if round_ == 0 else 2 * missing)
+        batch = min(MAX_BATCH, missing + int(spare * missing) if round_ == 0 else 2 * missing)
         round_seed = None if seed is None else seed + round_
-        draw = (loaded.engine.sample if loaded.engine is not None
+        draw = (partial(loaded.engine.sample, enough=enough) if loaded.engine is not None
                 else partial(sample, loaded.model, activate=loaded.activate))
         for text in draw(loaded.tokenizer, prompt, batch, seed=round_seed, context=context, **settings):
             if len(texts) == n:  # spares left over: not examined, not counted

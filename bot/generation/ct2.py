@@ -14,7 +14,9 @@ transformers in fp32 and than torch's dynamic int8 quantization, and holds a qua
   transformers path serves it; the cache notices the new copy (ModelStore.stamp) and loads it.
 - **Sampling**: `top_k`, `top_p`, `temperature` map one to one. The stop rule and `min_length` follow the
   transformers path exactly: `min_length` holds back only end-of-text (CTranslate2's own min_length would hold
-  back every stop token), and a row stops after its first token that holds a line break (a per-token callback).
+  back every stop token), and a row stops after its first token that holds a line break (a per-token callback;
+  it costs nothing measurable: bench/README.md, "10 samples on the int8 path"). The same callback stops the rows a
+  caller no longer needs (`enough`): `generate`'s spare rows, once the rows before them give enough posts.
 - **Seeds**: CTranslate2 seeds each worker thread's generator once, when that thread first samples; so a
   seeded call runs on a fresh generator (the weights loaded again, ~0.1 s for a 124M model) created right
   after `set_random_seed`: same seed, same texts. Unseeded calls use the cached generator.
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from .. import modelfolder
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 
 MARKER = "mimicbot.json"  # in INT8_DIR, written before the folder is moved into place
 COMPUTE_TYPE = "int8"  # int8 weights, fp32 activations on CPU (int8_float32)
+WORKERS = 2  # an unseeded call's rows are split into this many batches, sampled side by side (Int8Engine)
 _WEIGHTS_SUFFIXES = (".safetensors", ".bin")
 _DEFAULT_SEED = 2**32 - 1  # CTranslate2's "no seed set": its generators seed from the system's entropy
 
@@ -208,32 +212,52 @@ def _key(model_dir: Path) -> tuple:
 
 
 class Int8Engine:
-    """A converted model, ready to sample (sampling.sample's twin). `nbytes`: the int8 weights' size."""
+    """A converted model, ready to sample (sampling.sample's twin). `nbytes`: the int8 weights' size.
 
-    def __init__(self, model_dir: Path, threads: int | None = None):
+    `threads` cores (torch's thread count by default) serve an unseeded call as `workers` worker threads (WORKERS,
+    at most one per core), each sampling its share of the rows as a batch of its own on `threads // workers` cores:
+    CTranslate2's int8 steps on a few rows barely gain from a second core within one batch (on 2 cores capped to
+    AVX2: 41.4 ms a step for 13 rows on two threads, 42.4 ms on one), while two batches of 7 and 6 rows, one on
+    each core, ran 13 rows 1.4-1.66x faster (bench/README.md, "10 samples on the int8 path"). The workers share the
+    weights. Two, not one per core: only two were measured, and each batch reads all the weights at each step, so
+    many one-row batches could be held back by memory bandwidth on a large machine. A seeded call runs as one
+    batch on a fresh generator (see the module docstring): which worker takes which batch is not fixed, so split
+    rows could draw from another worker's random stream."""
+
+    def __init__(self, model_dir: Path, threads: int | None = None, workers: int | None = None):
         import ctranslate2
 
         self.path = Path(model_dir) / INT8_DIR
         self.threads = threads or _threads()
-        self.generator = self._new_generator()
+        self.workers = max(1, min(self.threads, workers or WORKERS))
+        self.generator = self._new_generator(self.workers)
         config = json.loads((Path(model_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
         self.context = context_length(config)
         self.nbytes = (self.path / "model.bin").stat().st_size  # the weights, as CTranslate2 holds them in memory
         self.version = ctranslate2.__version__
 
-    def _new_generator(self):
+    def _new_generator(self, workers: int = 1):
         import ctranslate2
 
         return ctranslate2.Generator(str(self.path), device="cpu", compute_type=COMPUTE_TYPE,
-                                     intra_threads=self.threads)
+                                     inter_threads=workers, intra_threads=max(1, self.threads // workers))
 
     def sample(self, tokenizer, prompt: str, n: int = 5, *, max_length: int = 160, min_length: int = 10,
                max_new_tokens: int | None = None, temperature: float = 1.0, top_p: float = 0.95, top_k: int = 50,
-               seed: int | None = None, context: str | None = None) -> list[str | None]:
-        """As sampling.sample: `n` posts starting with `prompt`, None for a row that used its whole budget."""
+               seed: int | None = None, context: str | None = None,
+               enough: Callable[[list[str | None]], bool] | None = None) -> list[str | None]:
+        """As sampling.sample: `n` posts starting with `prompt`, None for a row that used its whole budget.
+
+        `enough`, when given, is called with the posts of the rows finished so far in row order (rows 0..k, all
+        finished), each time that run grows; once it returns True the rows after it are stopped where they are and
+        left out: the result is that run, shorter than `n`. The rows returned are the same as without `enough`
+        (a row's tokens do not depend on the rows beside it being stopped later), so a caller that would have
+        read the rows in order and stopped at the same point gets the same posts, sooner: `generate`'s spare rows
+        are stopped once the rows before them already give enough posts (bench/README.md, "10 samples on the int8
+        path")."""
         import ctranslate2
 
-        from .sampling import LOCK, check_params, first_line, fold, reading, stop_token_ids, until
+        from .sampling import LOCK, check_params, fold, reading, stop_token_ids
 
         check_params(n, max_new_tokens, temperature, top_p, top_k, max_length, min_length)
         prompt = fold(prompt)
@@ -245,29 +269,82 @@ class Int8Engine:
                                             max_new_tokens=max_new_tokens)
             at_least = min(budget, max(0, min_length - post_len))
             start = tokenizer.convert_ids_to_tokens(ids)
-            ended = [False] * n
-
-            def stop_row(step) -> bool:  # called from CTranslate2's thread for each new token of each row
-                if step.token_id in stop:
-                    ended[step.batch_id] = True
-                    return True
-                return False
-
+            rows = _Rows(n, stop, lambda row, ended: _post(tokenizer, prompt, row, ended, stops), enough)
             options = dict(max_length=budget, min_length=at_least, end_token=[eos], return_end_token=True,
                            include_prompt_in_result=False, sampling_topk=top_k, sampling_topp=top_p,
-                           sampling_temperature=temperature, callback=stop_row)
-            if seed is None:
-                results = self.generator.generate_batch([start] * n, **options)
+                           sampling_temperature=temperature, callback=rows.step)
+            if seed is None:  # the rows in one batch per worker (results and the callback's rows stay in order)
+                results = self.generator.generate_batch([start] * n, max_batch_size=-(-n // self.workers),
+                                                        **options)
             else:
                 ctranslate2.set_random_seed(seed % _DEFAULT_SEED)
                 try:
                     results = self._new_generator().generate_batch([start] * n, **options)
                 finally:
                     ctranslate2.set_random_seed(_DEFAULT_SEED)
-            rows = [r.sequences_ids[0] for r in results]
-            ended = [done or any(t in stop for t in row) for done, row in zip(ended, rows)]
-            posts = [prompt + tokenizer.decode(until(list(row), stops)) for row in rows]
-        return [first_line(p) if done else None for p, done in zip(posts, ended)]
+            if rows.error is not None:
+                raise rows.error
+            if rows.stopped:
+                return rows.posts[:rows.done]
+            tokens = [r.sequences_ids[0] for r in results]
+            ended = [done or any(t in stop for t in row) for done, row in zip(rows.ended, tokens)]
+            return [_post(tokenizer, prompt, row, done, stops) for row, done in zip(tokens, ended)]
+
+
+class _Rows:
+    """The per-token callback of one generate_batch (CTranslate2 calls it from its own thread, for each new token
+    of each row still running): the stop rule (a row ends after its first token that holds a line break or is
+    end-of-text: CTranslate2's own end tokens would also be held back by min_length), and `enough` (see
+    Int8Engine.sample)."""
+
+    def __init__(self, n: int, stop: set[int], post: Callable[[list[int], bool], str | None],
+                 enough: Callable[[list[str | None]], bool] | None):
+        self.stop, self.post, self.enough = stop, post, enough
+        self.ended = [False] * n
+        self.finished = [False] * n
+        self.tokens: list[list[int]] = [[] for _ in range(n)]
+        self.posts: list[str | None] = []
+        self.done = 0  # rows 0..done-1 have finished
+        self.stopped = False  # `enough` said so: every row still running stops
+        self.error: Exception | None = None
+        self.lock = threading.Lock()
+
+    def step(self, step) -> bool:
+        with self.lock:  # the workers call it from their own threads
+            return self._step(step)
+
+    def _step(self, step) -> bool:
+        if self.stopped:
+            return True
+        row, token = step.batch_id, step.token_id
+        ended = token in self.stop
+        if self.enough is None:
+            if ended:
+                self.ended[row] = True
+            return ended
+        self.tokens[row].append(token)
+        if ended or step.is_last:
+            self.ended[row], self.finished[row] = ended, True
+            self._advance()
+        return ended or self.stopped
+
+    def _advance(self) -> None:
+        grown = False
+        while self.done < len(self.finished) and self.finished[self.done]:
+            self.posts.append(self.post(self.tokens[self.done], self.ended[self.done]))
+            self.done += 1
+            grown = True
+        if grown and self.done < len(self.finished):  # all rows finished: nothing left to stop
+            try:
+                self.stopped = bool(self.enough(self.posts))
+            except Exception as e:  # noqa: BLE001 - raised again by sample, in the caller's thread
+                self.error, self.stopped = e, True
+
+
+def _post(tokenizer, prompt: str, row: list[int], ended: bool, stops: list[int]) -> str | None:
+    from .sampling import first_line, until
+
+    return first_line(prompt + tokenizer.decode(until(list(row), stops))) if ended else None
 
 
 def _threads() -> int:
