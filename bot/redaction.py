@@ -34,7 +34,9 @@ _SHAPES = [
     re.compile(r"()\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),  # a JWT
     re.compile(r"(?i)(oauth_(?:signature|token|consumer_key)[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,]+"),
 ]
-_SHAPE_WORDS = ("authorization", "bearer", "eyj", "oauth_")  # a text holds one of them (lowered) to match a shape
+# An ASCII text must hold one of these (lowered) to match a shape. Not a text with other characters: the shapes and
+# secret patterns ignore case by Unicode's rules, where "ı" and "ſ" match "i" and "s" and lower() maps neither.
+_SHAPE_WORDS = ("authorization", "bearer", "eyj", "oauth_")
 
 
 _BACKSLASHES = r"(?:\\|%(?:25)*5C)*"  # JSON escapes before a character, themselves URL-encoded or not
@@ -87,10 +89,11 @@ class Redactor:
         if not text:
             return text
         lowered = text.lower()
+        ascii_only = lowered.isascii()
         for anchor, pattern in self._patterns:
-            if anchor in lowered:
+            if anchor in lowered or not ascii_only:
                 text = pattern.sub(MASK, text)
-        if any(word in lowered for word in _SHAPE_WORDS):  # most texts have none: four scans saved
+        if not ascii_only or any(word in lowered for word in _SHAPE_WORDS):  # most texts: four scans saved
             for shape in _SHAPES:
                 text = shape.sub(lambda m: m.group(1) + MASK, text)
         return text

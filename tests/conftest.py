@@ -64,12 +64,16 @@ def _fast_subset(config) -> bool:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads -n
 def pytest_cmdline_main(config):
-    """`pytest -m "not slow"` on the whole suite runs on two workers where the machine has two cores: 20-23 s
-    against 25-32 s in one process on this project's 2-core machines (whose speed varies by the hour). `-n 0`
-    keeps one process (and --pdb does); any -n given is kept."""
-    if (config.pluginmanager.has_plugin("xdist") and _fast_subset(config) and config.option.numprocesses is None
-            and not config.option.usepdb and config.args_source == pytest.Config.ArgsSource.TESTPATHS
-            and not hasattr(config, "workerinput") and (os.cpu_count() or 1) >= 2):
+    """`pytest -m "not slow"` on the whole suite runs on two workers where the machine has two cores: 18-20 s
+    against 26 s in one process on this project's 2-core machines (in one of their slow hours). Kept in one process:
+    any -n or --tx given (`-n 0`), a test or file named, -k, --lf, --sw, -s, --pdb or --trace (workers have no
+    terminal)."""
+    option = config.getoption
+    if (config.pluginmanager.has_plugin("xdist") and _fast_subset(config) and option("numprocesses") is None
+            and not option("tx") and config.args_source == pytest.Config.ArgsSource.TESTPATHS
+            and not any(option(name, None) for name in ("keyword", "lf", "stepwise", "usepdb", "trace"))
+            and option("capture") != "no" and not hasattr(config, "workerinput")
+            and len(os.sched_getaffinity(0)) >= 2):
         config.option.numprocesses = 2
 
 
@@ -83,14 +87,23 @@ def pytest_ignore_collect(collection_path, config):
 
 # Python's full garbage collections walk every live object; a test run holds half a million that live as long as
 # the run (discord.py, transformers, pydantic's schemas), and the fast subset spent 2.4 s in 13 full collections.
-# Freezing what collection imported, then what survives each full collection, leaves each one only the objects
-# made since the last (0.9 s in all). The price, a test run's only: garbage cycles among frozen objects stay.
+# There, what collection imported is frozen, then what survives each full collection: each walks only the objects
+# made since the last (0.9 s in all). The price: a cycle that takes in a frozen object (the test that was running
+# then: its loop, its models) is never collected, and its finalizers do not run. Only in the fast subset, where it
+# was measured and where its seconds count; undone when the run ends.
 def _freeze_survivors(phase, info):
     if phase == "stop" and info["generation"] == 2:
         gc.freeze()
 
 
 def pytest_collection_finish(session):
-    gc.collect()
-    gc.freeze()
-    gc.callbacks.append(_freeze_survivors)
+    if _fast_subset(session.config):
+        gc.collect()
+        gc.freeze()
+        gc.callbacks.append(_freeze_survivors)
+
+
+def pytest_unconfigure(config):
+    if _freeze_survivors in gc.callbacks:
+        gc.callbacks.remove(_freeze_survivors)
+        gc.unfreeze()

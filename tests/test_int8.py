@@ -283,7 +283,7 @@ def test_enough_stops_the_rows_after_a_run_that_gives_enough_and_keeps_that_run_
         engine.sample(tokenizer, "My dream is", seed=early_seed, enough=broken, **options)
 
 
-def test_generate_stops_spare_rows_and_keeps_the_posts_it_kept_before(bot, int8_settings, tiny_base):
+def test_generate_stops_spare_rows_and_keeps_the_posts_it_kept_before(bot, int8_settings, tiny_base, monkeypatch):
     # each row is read in order and the spares after the tenth post kept are not examined; the engine stops them
     # as soon as that is settled: the same posts as reading every row run to its end
     from bot.generation import refusal
@@ -293,6 +293,16 @@ def test_generate_stops_spare_rows_and_keeps_the_posts_it_kept_before(bot, int8_
     loaded = bot.cache.get("ada")
     assert loaded.engine is not None
     settings = dict(top_p=1.0, max_new_tokens=60)
+    drawn = []  # (rows asked, rows returned) of each call generate makes
+    engine_sample = loaded.engine.sample
+
+    def observed(tokenizer, prompt, n, **options):
+        rows = engine_sample(tokenizer, prompt, n, **options)
+        if "enough" in options:
+            drawn.append((n, len(rows)))
+        return rows
+
+    monkeypatch.setattr(loaded.engine, "sample", observed)
     compared, refused = 0, 0
     for seed in range(8):
         result = bot.generate("ada", n=10, seed=seed, **settings)
@@ -311,6 +321,7 @@ def test_generate_stops_spare_rows_and_keeps_the_posts_it_kept_before(bot, int8_
         compared += 1
         refused += result.rejected
     assert compared >= 4 and refused > 0  # some calls needed their spares
+    assert any(returned < asked for asked, returned in drawn)  # and the engine stopped rows no longer needed
 
 
 def test_unseeded_rows_are_split_between_workers_and_come_back_in_order(int8_settings, tiny_base):
@@ -339,7 +350,7 @@ def test_unseeded_rows_are_split_between_workers_and_come_back_in_order(int8_set
     texts = engine.sample(tokenizer, "My dream is", n=13, max_new_tokens=40, top_p=1.0, min_length=0)
     assert len(texts) == 13 and all(t is None or re.fullmatch(r"My dream is( la)*", t) for t in texts)
     shorter = 0
-    for _ in range(6):
+    for _ in range(10):
         seen = []
         cut = engine.sample(tokenizer, "My dream is", n=13, max_new_tokens=40, top_p=1.0, min_length=0,
                             enough=lambda posts: seen.append(list(posts)) or sum(p is not None for p in posts) >= 2)

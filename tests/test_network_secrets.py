@@ -99,11 +99,18 @@ def test_credential_shapes_are_redacted_whatever_their_value():
     assert "Authorization: " in out
 
 
+def test_a_secret_spelled_with_unicode_case_twins_is_redacted():
+    """The patterns ignore case by Unicode's rules (a long "ſ" is an "s"), so the cheap pre-check must not skip a
+    text that is not ASCII."""
+    assert Redactor(["supersecret"])("token=ſuperſecret, kept") == "token=***, kept"
+
+
 @pytest.mark.parametrize("text, leaked", [
     ("AUTHORIZATION=Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
     ("sent with bearer abcdefghijklmnop", "abcdefghijklmnop"),
     ("cookie eyJhbGciOiJI.eyJzdWIiOiJkaWQ.c2lnbmF0dXJl here", "eyJzdWIiOiJkaWQ"),
     ("OAUTH_TOKEN=12345-abcdef&x=1", "12345-abcdef"),
+    ("Authorızation: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),  # a dotless ı, which the shape's (?i) takes for an i
 ])
 def test_each_credential_shape_is_redacted_alone_in_any_case(text, leaked):
     """Each shape on its own (the redactor looks for a shape only where one of its words appears)."""

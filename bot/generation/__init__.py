@@ -100,8 +100,8 @@ def generate(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, n: int = 5, *, s
     are refused and replaced, drawing twice the shortfall in each extra round. `context`: the message a reply
     answers, read by the model before the post (see sampling.sample). `spare`: the first round draws this share
     more rows than asked (rounded down); the rows are read in order and those after the n-th post kept are not
-    examined. On the int8 path they are not even finished: the engine stops them once the rows before them give
-    n posts (`enough` below), so a spare costs time only when a row before it is refused."""
+    examined. On the int8 path the engine stops them too, as soon as the rows before them give n posts
+    (`enough`): spares then cost little, however many are drawn."""
     from .sampling import sample
 
     check_settings(n, **{k: v for k, v in given.items() if k in DEFAULTS})
@@ -111,16 +111,8 @@ def generate(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, n: int = 5, *, s
     reasons: list[str] = []
     attempts = 0
 
-    def enough(posts: list[str | None]) -> bool:  # would the loop below keep n posts from these rows (in order)?
-        if len(texts) + len(posts) < n:
-            return False
-        kept = list(texts)
-        for post in posts:
-            if len(kept) == n:
-                break
-            if post is not None and not refusal(loaded, prompt, post, kept):
-                kept.append(post)
-        return len(kept) == n
+    def enough(rows: list[str | None]) -> bool:  # would these first rows of the round complete the n posts?
+        return len(texts) + len(rows) >= n and len(read_rows(loaded, prompt, n, rows, texts)[0]) == n
 
     for round_ in range(1 + extra_rounds):
         missing = n - len(texts)
@@ -130,17 +122,29 @@ def generate(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, n: int = 5, *, s
         round_seed = None if seed is None else seed + round_
         draw = (partial(loaded.engine.sample, enough=enough) if loaded.engine is not None
                 else partial(sample, loaded.model, activate=loaded.activate))
-        for text in draw(loaded.tokenizer, prompt, batch, seed=round_seed, context=context, **settings):
-            if len(texts) == n:  # spares left over: not examined, not counted
-                break
-            attempts += 1
-            reason = CUT if text is None else refusal(loaded, prompt, text, texts)
-            if reason:
-                reasons.append(reason)
-            else:
-                texts.append(text)
+        rows = draw(loaded.tokenizer, prompt, batch, seed=round_seed, context=context, **settings)
+        texts, refused, examined = read_rows(loaded, prompt, n, rows, texts)
+        reasons += refused
+        attempts += examined
     return GenerationResult(texts, len(reasons), attempts, round(time.perf_counter() - started, 3),
                             loaded.model_id, prompt, {**settings, "seed": seed}, reasons)
+
+
+def read_rows(loaded: LoadedModel, prompt: str, n: int, rows, accepted: list[str]
+              ) -> tuple[list[str], list[str], int]:
+    """`rows` read in order after the posts already `accepted`, until there are `n`: (the posts kept, the reasons
+    of those refused, how many rows were examined). The rows left after the n-th post are not examined."""
+    kept, reasons, examined = list(accepted), [], 0
+    for text in rows:
+        if len(kept) == n:
+            break
+        examined += 1
+        reason = CUT if text is None else refusal(loaded, prompt, text, kept)
+        if reason:
+            reasons.append(reason)
+        else:
+            kept.append(text)
+    return kept, reasons, examined
 
 
 def refusal(loaded: LoadedModel, prompt: str, text: str, accepted: list[str]) -> str | None:

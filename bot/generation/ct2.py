@@ -249,12 +249,13 @@ class Int8Engine:
         """As sampling.sample: `n` posts starting with `prompt`, None for a row that used its whole budget.
 
         `enough`, when given, is called with the posts of the rows finished so far in row order (rows 0..k, all
-        finished), each time that run grows; once it returns True the rows after it are stopped where they are and
+        finished), each time that run grows and some row is still running (never with all `n`); once it returns True the rows after it are stopped where they are and
         left out: the result is that run, shorter than `n`. The rows returned are the same as without `enough`
         (a row's tokens do not depend on the rows beside it being stopped later), so a caller that would have
         read the rows in order and stopped at the same point gets the same posts, sooner: `generate`'s spare rows
         are stopped once the rows before them already give enough posts (bench/README.md, "10 samples on the int8
-        path")."""
+        path"). It runs on CTranslate2's worker threads while this call holds sampling.LOCK: it must not take that
+        lock nor wait on the calling thread; what it raises stops every row and is raised here."""
         import ctranslate2
 
         from .sampling import LOCK, check_params, fold, reading, stop_token_ids
@@ -285,7 +286,7 @@ class Int8Engine:
             if rows.error is not None:
                 raise rows.error
             if rows.stopped:
-                return rows.posts[:rows.done]
+                return rows.posts
             tokens = [r.sequences_ids[0] for r in results]
             ended = [done or any(t in stop for t in row) for done, row in zip(rows.ended, tokens)]
             return [_post(tokenizer, prompt, row, done, stops) for row, done in zip(tokens, ended)]
@@ -311,7 +312,11 @@ class _Rows:
 
     def step(self, step) -> bool:
         with self.lock:  # the workers call it from their own threads
-            return self._step(step)
+            try:
+                return self._step(step)
+            except Exception as e:  # noqa: BLE001 - raised again by sample, in the caller's thread
+                self.error, self.stopped = e, True
+                return True
 
     def _step(self, step) -> bool:
         if self.stopped:
@@ -335,10 +340,7 @@ class _Rows:
             self.done += 1
             grown = True
         if grown and self.done < len(self.finished):  # all rows finished: nothing left to stop
-            try:
-                self.stopped = bool(self.enough(self.posts))
-            except Exception as e:  # noqa: BLE001 - raised again by sample, in the caller's thread
-                self.error, self.stopped = e, True
+            self.stopped = bool(self.enough(self.posts))
 
 
 def _post(tokenizer, prompt: str, row: list[int], ended: bool, stops: list[int]) -> str | None:
