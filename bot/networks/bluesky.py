@@ -46,7 +46,8 @@ def bsky_client(base_url: str, timeout: float = DEFAULT_TIMEOUT, *, setting: str
 @functools.cache
 def _tls() -> ssl.SSLContext:
     """httpx's default TLS settings (SSL_CERT_FILE or SSL_CERT_DIR, else certifi's bundle), built once per process:
-    reading the CA bundle takes some 30 ms, and each posting session and each fetch makes a client."""
+    reading the CA bundle takes some 30 ms, and each posting session and each fetch makes a client. For atproto's
+    HTTP/1.1 clients only: httpcore sets the context's ALPN protocols on every connection it opens."""
     return httpx.create_ssl_context()
 
 
