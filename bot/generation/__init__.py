@@ -110,41 +110,45 @@ def generate(loaded: LoadedModel, prompt: str = DEFAULT_PROMPT, n: int = 5, *, s
     texts: list[str] = []
     reasons: list[str] = []
     attempts = 0
-
-    def enough(rows: list[str | None]) -> bool:  # would these first rows of the round complete the n posts?
-        return len(texts) + len(rows) >= n and len(read_rows(loaded, prompt, n, rows, texts)[0]) == n
-
     for round_ in range(1 + extra_rounds):
         missing = n - len(texts)
         if missing <= 0:
             break
         batch = min(MAX_BATCH, missing + int(spare * missing) if round_ == 0 else 2 * missing)
         round_seed = None if seed is None else seed + round_
-        draw = (partial(loaded.engine.sample, enough=enough) if loaded.engine is not None
+        reader = RowReader(loaded, prompt, n, texts)
+        draw = (partial(loaded.engine.sample, enough=reader.read) if loaded.engine is not None
                 else partial(sample, loaded.model, activate=loaded.activate))
-        rows = draw(loaded.tokenizer, prompt, batch, seed=round_seed, context=context, **settings)
-        texts, refused, examined = read_rows(loaded, prompt, n, rows, texts)
-        reasons += refused
-        attempts += examined
+        reader.read(draw(loaded.tokenizer, prompt, batch, seed=round_seed, context=context, **settings))
+        texts = reader.kept
+        reasons += reader.reasons
+        attempts += reader.examined
     return GenerationResult(texts, len(reasons), attempts, round(time.perf_counter() - started, 3),
                             loaded.model_id, prompt, {**settings, "seed": seed}, reasons)
 
 
-def read_rows(loaded: LoadedModel, prompt: str, n: int, rows, accepted: list[str]
-              ) -> tuple[list[str], list[str], int]:
-    """`rows` read in order after the posts already `accepted`, until there are `n`: (the posts kept, the reasons
-    of those refused, how many rows were examined). The rows left after the n-th post are not examined."""
-    kept, reasons, examined = list(accepted), [], 0
-    for text in rows:
-        if len(kept) == n:
-            break
-        examined += 1
-        reason = CUT if text is None else refusal(loaded, prompt, text, kept)
-        if reason:
-            reasons.append(reason)
-        else:
-            kept.append(text)
-    return kept, reasons, examined
+class RowReader:
+    """Reads one round's rows in order after the posts already `accepted`, until there are `n`: `kept` (those posts
+    and the new ones), the `reasons` of the rows refused, how many rows were `examined`; the rows after the n-th
+    post are not examined. The rows may come as a growing run (the int8 engine's `enough` hook, then its result):
+    each row is examined once."""
+
+    def __init__(self, loaded: LoadedModel, prompt: str, n: int, accepted: list[str]):
+        self.loaded, self.prompt, self.n = loaded, prompt, n
+        self.kept, self.reasons, self.examined = list(accepted), [], 0
+
+    def read(self, rows: list[str | None]) -> bool:
+        """Examines the rows of `rows` not read yet (it begins with those already read); are there `n` posts now?"""
+        for text in rows[self.examined:]:
+            if len(self.kept) == self.n:
+                break
+            self.examined += 1
+            reason = CUT if text is None else refusal(self.loaded, self.prompt, text, self.kept)
+            if reason:
+                self.reasons.append(reason)
+            else:
+                self.kept.append(text)
+        return len(self.kept) == self.n
 
 
 def refusal(loaded: LoadedModel, prompt: str, text: str, accepted: list[str]) -> str | None:

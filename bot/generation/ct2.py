@@ -249,8 +249,8 @@ class Int8Engine:
         """As sampling.sample: `n` posts starting with `prompt`, None for a row that used its whole budget.
 
         `enough`, when given, is called with the posts of the rows finished so far in row order (rows 0..k, all
-        finished), each time that run grows and some row is still running (never with all `n`); once it returns True the rows after it are stopped where they are and
-        left out: the result is that run, shorter than `n`. The rows returned are the same as without `enough`
+        finished), each time that run grows and some row is still running (never with all `n`); once it returns
+        True the rows after it are stopped where they are and left out: the result is that run, shorter than `n`. The rows returned are the same as without `enough`
         (a row's tokens do not depend on the rows beside it being stopped later), so a caller that would have
         read the rows in order and stopped at the same point gets the same posts, sooner: `generate`'s spare rows
         are stopped once the rows before them already give enough posts (bench/README.md, "10 samples on the int8
